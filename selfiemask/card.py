@@ -1,0 +1,60 @@
+"""The model card: what an ``export.pkl`` is, how it was made and how well it did.
+
+The app and CLI check the learner's sha256 against the card before loading,
+so a half-copied or swapped model is caught with a clear message.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .hashing import sha256_file
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, damaged or does not match its card; the message is for users."""
+
+
+def card_path(model_path: str | Path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+def read_card(model_path: str | Path) -> dict:
+    path = card_path(model_path)
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelError(f"the model card {path} is not valid JSON ({e})") from None
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_card(model_path: str | Path, card: dict) -> Path:
+    path = card_path(model_path)
+    write_atomic(path, json.dumps(card, indent=2, sort_keys=False) + "\n")
+    return path
+
+
+def verify_model(model_path: str | Path) -> dict:
+    """Check that the model exists and matches its card; return the card."""
+    model_path = Path(model_path)
+    if not model_path.exists():
+        raise ModelError(f"model file not found: {model_path}. Train one with 'selfiemask train DATA_DIR' "
+                         "or restore export.pkl with 'git checkout export.pkl'.")
+    card = read_card(model_path)
+    expected = card.get("export_sha256")
+    if expected:
+        actual = sha256_file(model_path)
+        if actual != expected:
+            raise ModelError(f"{model_path} does not match its model card {card_path(model_path).name} "
+                             f"(sha256 {actual[:12]}… instead of {expected[:12]}…): the file is damaged or "
+                             "was replaced without its card. Re-export it with 'selfiemask train'.")
+    return card

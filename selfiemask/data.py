@@ -1,0 +1,113 @@
+"""The DataBlock: how labelled folders become training batches.
+
+Everything here is a module-level function or a small class, because the
+exported learner pickles its transforms and ``load_learner`` must find them
+in an importable package, not in ``__main__`` or a notebook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+from fastai.vision.all import (
+    CategoryBlock,
+    DataBlock,
+    ImageBlock,
+    Normalize,
+    RandomResizedCrop,
+    aug_transforms,
+    imagenet_stats,
+    parent_label,
+)
+
+from .crops import list_labelled_images
+
+DEFAULT_SIZE = 192
+DEFAULT_VALID_PCT = 0.15
+DEFAULT_SEED = 42
+TWO_CLASSES = ["with_mask", "without_mask"]
+THREE_CLASSES = ["incorrect_mask", "with_mask", "without_mask"]
+
+_FACE_SUFFIX = re.compile(r"__face\d+$")
+
+
+def split_key(path: Path) -> str:
+    """The photo a file stands for: ``label/name`` without extension or face index.
+
+    The whole photo and its face crop share a key, so whole-image and
+    face-crop models are validated on the same photos.
+    """
+    return f"{path.parent.name}/{_FACE_SUFFIX.sub('', path.stem)}"
+
+
+def is_valid_item(path: Path, valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED) -> bool:
+    """Stable, seeded split by hashing the photo's name.
+
+    Unlike a shuffled split, adding new photos never moves an old photo from
+    validation into training, so models before and after a re-export can be
+    compared on the same validation photos.
+    """
+    digest = hashlib.sha256(f"{seed}:{split_key(path)}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64 < valid_pct
+
+
+class HashSplitter:
+    """Picklable splitter using :func:`is_valid_item`."""
+
+    def __init__(self, valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED) -> None:
+        self.valid_pct, self.seed = valid_pct, seed
+
+    def __call__(self, items: list[Path]) -> tuple[list[int], list[int]]:
+        train, valid = [], []
+        for i, p in enumerate(items):
+            (valid if is_valid_item(Path(p), self.valid_pct, self.seed) else train).append(i)
+        return train, valid
+
+
+class LabelledImages:
+    """Picklable ``get_items``: images under ``<root>/<class>/`` for the chosen classes."""
+
+    def __init__(self, classes: list[str] | None = None) -> None:
+        self.classes = classes
+
+    def __call__(self, root: Path) -> list[Path]:
+        return list_labelled_images(Path(root), self.classes)
+
+
+def item_transforms(size: int):
+    """Random crops of 50-100% of the face crop (train); a centred resize (validation, inference)."""
+    return RandomResizedCrop(size, min_scale=0.5, ratio=(0.8, 1.25))
+
+
+def batch_transforms():
+    """Selfie-like variation: flips, small rotations, zoom in and out, lighting and slight warps."""
+    return [*aug_transforms(max_rotate=15, min_zoom=0.8, max_zoom=1.2, max_lighting=0.4, max_warp=0.15,
+                            p_affine=0.75, p_lighting=0.75, pad_mode="reflection"),
+            Normalize.from_stats(*imagenet_stats)]
+
+
+def make_datablock(size: int = DEFAULT_SIZE, classes: list[str] | None = None,
+                   valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED) -> DataBlock:
+    return DataBlock(
+        blocks=(ImageBlock, CategoryBlock(vocab=sorted(classes) if classes else None)),
+        get_items=LabelledImages(classes),
+        splitter=HashSplitter(valid_pct, seed),
+        get_y=parent_label,
+        item_tfms=item_transforms(size),
+        batch_tfms=batch_transforms(),
+    )
+
+
+def make_dls(path: str | Path, size: int = DEFAULT_SIZE, bs: int = 64, classes: list[str] | None = None,
+             valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED, num_workers: int | None = None):
+    """DataLoaders over ``path/<class>/``; raises a clear error when a split would be empty."""
+    path = Path(path)
+    dblock = make_datablock(size, classes, valid_pct, seed)
+    kwargs = {} if num_workers is None else {"num_workers": num_workers}
+    dls = dblock.dataloaders(path, bs=bs, **kwargs)
+    if not len(dls.train_ds) or not len(dls.valid_ds):
+        raise ValueError(f"{path}: the split left {len(dls.train_ds)} training and {len(dls.valid_ds)} validation "
+                         "images; add more images per class")
+    return dls

@@ -1,0 +1,135 @@
+"""Loading user images safely.
+
+Every entry point (training crops, CLI, app, cleaning) reads images through
+:func:`load_image`, so that a phone selfie stored sideways, a PNG with
+transparency, a CMYK JPEG, an animated GIF or a 12000x12000 photo all reach the
+model the same way, and a broken file raises one clear :class:`ImageError`
+instead of a PIL traceback.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
+#: Largest side kept after loading. Faces are detected and classified at a few
+#: hundred pixels, so more only costs memory.
+MAX_SIDE = 1600
+#: Non-JPEG images above this many pixels are refused: PIL would decode them
+#: whole (12000x12000 RGB is 432 MB) before we could shrink them.
+MAX_PIXELS = 64_000_000
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
+
+# Never accept half-decoded images silently: a truncated file is an error.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+# Our own MAX_PIXELS check replaces PIL's bomb warning, which fires at 89 MP.
+Image.MAX_IMAGE_PIXELS = None
+
+try:  # HEIC from iPhones, when the optional decoder is installed.
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+    HEIC_SUPPORTED = True
+except ImportError:  # pragma: no cover - depends on the environment
+    HEIC_SUPPORTED = False
+
+
+class ImageError(ValueError):
+    """A file that cannot be used as a photo; the message is meant for users."""
+
+
+def _open(source: str | Path | bytes | bytearray | memoryview) -> Image.Image:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if not data:
+            raise ImageError("empty file (0 bytes)")
+        fp: io.BytesIO | Path = io.BytesIO(data)
+    else:
+        fp = Path(source)
+        if not fp.exists():
+            raise ImageError(f"no such file: {fp}")
+        if fp.is_dir():
+            raise ImageError(f"is a folder, not an image: {fp}")
+        if fp.stat().st_size == 0:
+            raise ImageError("empty file (0 bytes)")
+    try:
+        return Image.open(fp)
+    except UnidentifiedImageError:
+        suffix = fp.suffix.lower() if isinstance(fp, Path) else ""
+        if suffix in {".heic", ".heif"} and not HEIC_SUPPORTED:
+            raise ImageError("HEIC image, but no HEIC decoder is installed (pip install pillow-heif)") from None
+        raise ImageError("not an image (format not recognised)") from None
+    except OSError as e:  # pragma: no cover - rare PIL header errors
+        raise ImageError(f"cannot read image: {e}") from None
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Flatten transparency onto white: that is how a viewer shows the picture."""
+    if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    if img.mode != "RGB":
+        return img.convert("RGB")
+    return img
+
+
+def load_image(source: str | Path | bytes | bytearray | memoryview, max_side: int = MAX_SIDE) -> Image.Image:
+    """Open ``source`` (a path or the raw bytes) as an upright RGB image.
+
+    Applies the EXIF orientation, takes the first frame of animations, and
+    shrinks the result to at most ``max_side`` pixels on its longer side.
+    Raises :class:`ImageError` with a short reason for anything unusable.
+    """
+    img = _open(source)
+    w, h = img.size
+    if w < 1 or h < 1:
+        raise ImageError("image has no pixels")
+    if img.format == "JPEG":
+        # Decode at 1/2, 1/4 or 1/8 scale straight from the JPEG: a huge photo
+        # never exists at full size in memory.
+        img.draft("RGB", (max_side, max_side))
+    elif w * h > MAX_PIXELS:
+        raise ImageError(f"image too large ({w}x{h} pixels); the limit is {MAX_PIXELS // 1_000_000} megapixels")
+    try:
+        img.seek(0)  # first frame of an animated GIF/WEBP/PNG
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            img.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        msg = str(e)
+        if "truncated" in msg:
+            raise ImageError("truncated image (the file ends early; was the download interrupted?)") from None
+        raise ImageError(f"corrupt image ({msg or type(e).__name__})") from None
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo
+        pass
+    img = _to_rgb(img)
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return img
+
+
+def is_image_path(path: Path) -> bool:
+    """True for files whose name says image; hidden files and folders are skipped."""
+    return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
+
+
+def find_images(paths: list[str | Path]) -> list[Path]:
+    """Expand files and folders (recursively) into a sorted list of image paths.
+
+    Files named explicitly are kept whatever their suffix, so a broken file
+    the user asked about gets an error row rather than silence.
+    """
+    found: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            found.extend(sorted(q for q in p.rglob("*") if is_image_path(q)))
+        else:
+            found.append(p)
+    return found

@@ -1,0 +1,284 @@
+"""Training and exporting a learner: the pipeline behind ``selfiemask train`` and notebook 03.
+
+An interrupted or failed run never touches the previous ``export.pkl`` or its
+card: both are written under temporary names and renamed at the very end.
+Each epoch is checkpointed, so ``--resume`` continues a run that was stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import platform
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .card import write_card
+from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder, list_labelled_images
+from .data import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_VALID_PCT, is_valid_item, make_dls
+from .hashing import fingerprint, sha256_file
+from .pretrained import resolve_pretrained
+
+ARCH = "resnet34"
+
+
+@dataclass
+class TrainConfig:
+    data_dir: Path
+    out: Path = Path("export.pkl")
+    epochs: int = 12
+    size: int = DEFAULT_SIZE
+    bs: int = 64
+    pretrained: bool | None = None
+    crops: bool = True
+    crop_cache: Path | None = None
+    classes: list[str] | None = None
+    lr: float | None = None
+    freeze_epochs: int = 1
+    valid_pct: float = DEFAULT_VALID_PCT
+    seed: int = DEFAULT_SEED
+    resume: bool = False
+    from_weights: Path | None = None
+    num_workers: int | None = None
+    notes: dict = field(default_factory=dict)
+
+
+def default_crop_cache(data_dir: Path) -> Path:
+    """Crops live in the project's ``data/cache``: the data folder may be read-only."""
+    import hashlib
+
+    tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    return Path("data/cache/crops") / f"{data_dir.resolve().name}-{tag}"
+
+
+def _log(msg: str) -> None:
+    print(f"[selfiemask] {msg}", file=sys.stderr, flush=True)
+
+
+def class_metrics(y_true: list[int], y_pred: list[int], vocab: list[str]) -> dict:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows: true)."""
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    labels = list(range(len(vocab)))
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
+    cm = confusion_matrix(y_true, y_pred, labels=labels)
+    correct = sum(int(a == b) for a, b in zip(y_true, y_pred))
+    return {
+        "accuracy": round(correct / max(1, len(y_true)), 4),
+        "n": len(y_true),
+        "per_class": {c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
+                          "f1": round(float(f[i]), 4), "support": int(s[i])} for i, c in enumerate(vocab)},
+        "confusion_matrix": {"labels": vocab, "rows_true_cols_predicted": cm.tolist()},
+    }
+
+
+def save_figure(fig, path: Path) -> None:
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+class _Checkpoint:
+    """Saves model and optimiser after every epoch, with the settings, so a stopped run can resume."""
+
+    def __init__(self, work: Path, settings: dict) -> None:
+        self.work, self.settings = work, settings
+        self.meta = work / "checkpoint.json"
+
+    def done_epochs(self) -> int:
+        if not self.meta.exists():
+            return 0
+        meta = json.loads(self.meta.read_text())
+        saved = {k: v for k, v in meta.get("settings", {}).items() if k != "lr_used"}
+        return meta["epochs_done"] if saved == self.settings else 0
+
+    def callback(self):
+        from fastai.callback.core import Callback
+
+        ckpt = self
+
+        class SaveEachEpoch(Callback):
+            order = 90
+
+            def after_epoch(self):
+                self.learn.save("checkpoint", with_opt=True)
+                ckpt.meta.write_text(json.dumps({"epochs_done": self.epoch + 1, "settings": ckpt.settings}))
+
+        return SaveEachEpoch()
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Run the whole pipeline and return the model card."""
+    from fastai.vision.all import accuracy, minimum, steep, valley, vision_learner
+    from torchvision.models import resnet34
+
+    started = time.time()
+    data_dir = Path(cfg.data_dir)
+    if not data_dir.is_dir():
+        hint = " (../shared is only beside the project's own checkout; pass your own folder)" \
+            if "shared" in str(data_dir) else ""
+        raise FileNotFoundError(f"training folder not found: {data_dir}{hint}")
+    pretrained, how = resolve_pretrained(cfg.pretrained)
+    if not pretrained:
+        _log("*** Training FROM SCRATCH (no ImageNet weights). Expect lower accuracy; the card records it. ***")
+    sources = list_labelled_images(data_dir, cfg.classes)
+    card: dict = {"format": 1}
+    if (data_dir / MANIFEST).exists() and (data_dir / SETTINGS).exists():
+        # A crop folder made earlier (e.g. copied to a GPU machine): train on it as it is.
+        train_dir = data_dir
+        card["input"] = "face crops"
+        card["detector"] = json.loads((data_dir / SETTINGS).read_text())
+        card["detector"]["counts"] = crop_counts(data_dir)
+        _log(f"{data_dir} is a face-crop folder: training on it as it is")
+    elif cfg.crops:
+        cache = cfg.crop_cache or default_crop_cache(data_dir)
+        _log(f"detecting faces in {len(sources)} photos (cached in {cache})")
+        summary = crop_folder(data_dir, cache, cfg.classes)
+        _log(f"face crops: {summary.face} faces, {summary.whole} photos kept whole, {summary.failed} unreadable; "
+             f"{summary.reused} reused from the cache")
+        train_dir = cache
+        card["input"] = "face crops"
+        card["detector"] = {**CropSettings().as_dict(), "counts": crop_counts(cache)}
+    else:
+        train_dir = data_dir
+        card["input"] = "whole images"
+
+    dls = make_dls(train_dir, cfg.size, cfg.bs, cfg.classes, cfg.valid_pct, cfg.seed, cfg.num_workers)
+    vocab = list(dls.vocab)
+    _log(f"classes {vocab}: {len(dls.train_ds)} training, {len(dls.valid_ds)} validation images")
+    learn = vision_learner(dls, resnet34, pretrained=pretrained, metrics=accuracy)
+    if dls.device.type == "cuda":
+        learn.to_fp16()  # mixed precision on a GPU; the export is converted back to float32
+    out = Path(cfg.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = out.parent / f".{out.stem}.work"
+    work.mkdir(exist_ok=True)
+    learn.path, learn.model_dir = work, "."
+
+    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in {"resume", "num_workers", "notes", "out"}}
+    ckpt = _Checkpoint(work, settings)
+    start_epoch = ckpt.done_epochs() if cfg.resume else 0
+    lr = cfg.lr
+    lr_info: dict = {}
+    if start_epoch:
+        meta = json.loads((work / "checkpoint.json").read_text())
+        lr = meta["settings"].get("lr_used", lr)
+        learn.load("checkpoint", with_opt=True)
+        _log(f"resuming after epoch {start_epoch} of {cfg.epochs}")
+    if cfg.from_weights:
+        return _finish_from_weights(cfg, learn, dls, data_dir, train_dir, sources, card, started)
+    if lr is None:
+        _log("lr_find: choosing the learning rate")
+        if pretrained:
+            learn.freeze()
+        sug = learn.lr_find(suggest_funcs=(minimum, steep, valley), show_plot=True)
+        lr = float(sug.valley)
+        lr_info = {k: float(getattr(sug, k)) for k in ("minimum", "steep", "valley")}
+        import matplotlib.pyplot as plt
+
+        save_figure(plt.gcf(), out.with_name(f"{out.stem}.lr_find.png"))
+    ckpt.settings["lr_used"] = lr
+    cbs = [ckpt.callback()]
+    if pretrained:
+        # fine_tune: frozen body first, then all layers with discriminative rates.
+        if not start_epoch:
+            learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, cbs=cbs)
+        else:
+            learn.unfreeze()
+            learn.fit_one_cycle(cfg.epochs, slice(lr / 100, lr / 2), start_epoch=start_epoch, cbs=cbs)
+        schedule = {"freeze_epochs": cfg.freeze_epochs, "unfrozen_epochs": cfg.epochs,
+                    "lr_max": [lr / 100, lr / 2]}
+    else:
+        learn.fit_one_cycle(cfg.epochs, lr, start_epoch=start_epoch, cbs=cbs)
+        schedule = {"epochs": cfg.epochs, "lr_max": lr}
+
+    return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started,
+                   {"pretrained": pretrained, "weights": how, "training": {**schedule, "lr_find": lr_info}})
+
+
+def _finish_from_weights(cfg, learn, dls, data_dir, train_dir, sources, card, started) -> dict:
+    """Export weights trained elsewhere (e.g. on a GPU machine with the same settings) as a learner here.
+
+    The weights may be stored in half precision to travel; they are loaded as
+    float32 and every validation figure is recomputed here, on this machine.
+    """
+    import torch
+
+    meta_path = Path(cfg.from_weights).with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    state = torch.load(cfg.from_weights, map_location="cpu")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+    learn.model.load_state_dict(state)
+    _log(f"loaded weights from {cfg.from_weights}; recomputing validation here")
+    extra = {"pretrained": meta.get("pretrained", False), "weights": meta.get("weights", "from scratch"),
+             "training": {**meta.get("training", {}), "weights_file": Path(cfg.from_weights).name,
+                          "exported_from_weights_on": platform.node() or "this machine"}}
+    return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra)
+
+
+def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra: dict) -> dict:
+    """Validation metrics, figures, then the atomic export of the learner and its card."""
+    import matplotlib.pyplot as plt
+    import torch
+    from fastai.vision.all import ClassificationInterpretation
+
+    out = Path(cfg.out)
+    work = out.parent / f".{out.stem}.work"
+    vocab = list(dls.vocab)
+    preds, targs = learn.get_preds(ds_idx=1)
+    metrics = class_metrics(targs.tolist(), preds.argmax(1).tolist(), vocab)
+    interp = ClassificationInterpretation.from_learner(learn)
+    interp.plot_confusion_matrix(title=f"validation, {metrics['n']} images")
+
+    save_figure(plt.gcf(), out.with_name(f"{out.stem}.confusion.png"))
+    interp.plot_top_losses(min(9, len(dls.valid_ds)), figsize=(10, 10))
+    save_figure(plt.gcf(), out.with_name(f"{out.stem}.top_losses.png"))
+
+    tmp = out.with_name(out.name + ".tmp")
+    if hasattr(learn, "mixed_precision"):
+        learn.to_fp32()
+    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "SaveEachEpoch"])
+    learn.path, learn.model_dir = Path("."), "models"
+    learn.export(tmp.resolve())
+    digest = sha256_file(tmp)
+    import fastai
+
+    files = list_labelled_images(train_dir, cfg.classes)
+    card.update({
+        "model": out.name,
+        "export_sha256": digest,
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "classes": vocab,
+        "architecture": ARCH,
+        "image_size": cfg.size,
+        "pretrained": extra["pretrained"],
+        "weights": extra["weights"],
+        "training": {**extra["training"], "batch_size": cfg.bs, "seed": cfg.seed,
+                     "valid_pct": cfg.valid_pct, "split": "sha256 of label/name, seeded (data.is_valid_item)",
+                     "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
+                     "seconds": round(time.time() - started), "device": str(dls.device),
+                     "machine": f"{platform.machine()}, {torch.get_num_threads()} threads",
+                     **extra["training"]},
+        "validation": metrics,
+        "data": {"source_dir": str(data_dir), **fingerprint(data_dir, sources),
+                 "trained_on": {**fingerprint(train_dir, files)}},
+        "versions": {"python": platform.python_version(), "torch": torch.__version__,
+                     "fastai": fastai.__version__},
+        **cfg.notes,
+    })
+    # The rename is the commit point: before it, the old model and card are intact.
+    tmp.replace(out)
+    write_card(out, card)
+    shutil.rmtree(work, ignore_errors=True)
+    _log(f"exported {out} ({metrics['accuracy']:.1%} validation accuracy) in {card['training']['seconds']} s")
+    return card
+
+
+def validation_items(folder: Path, classes: list[str] | None = None, valid_pct: float = DEFAULT_VALID_PCT,
+                     seed: int = DEFAULT_SEED) -> list[Path]:
+    """The validation photos of a folder under the project's split: for comparing models on the same photos."""
+    return [p for p in list_labelled_images(folder, classes) if is_valid_item(p, valid_pct, seed)]
