@@ -97,7 +97,8 @@ def _predict(args) -> int:
     from .predict import DEFAULT_MODEL, Classifier
 
     try:
-        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=False if args.whole_image else None)
+        detect = False if args.whole_image else (True if args.faces else None)
+        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect)
     except ModelError as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2

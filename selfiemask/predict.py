@@ -63,8 +63,10 @@ class Classifier:
             raise ModelError(f"cannot load {self.model_path}: {type(e).__name__}: {e}") from None
         self.model = self.learn.model.eval()
         self.classes: list[str] = list(self.learn.dls.vocab)
-        self._item = self.learn.dls.valid.after_item
-        self._batch = self.learn.dls.valid.after_batch
+        # The validation-mode transforms (split_idx=1): centred resize, no flips or lighting.
+        valid = self.learn.dls.valid
+        self._item = type(valid.after_item)(valid.after_item.fs, split_idx=1)
+        self._batch = type(valid.after_batch)(valid.after_batch.fs, split_idx=1)
         trained_on_crops = self.card.get("input", "face crops") == "face crops"
         self.detect_faces = trained_on_crops if detect_faces is None else detect_faces
         self.detector = FaceDetector() if self.detect_faces else None
@@ -76,7 +78,7 @@ class Classifier:
         from fastai.vision.core import PILImage
 
         torch = self._torch
-        tensors = [self._item((PILImage(img.convert("RGB")),))[0] for img in images]
+        tensors = [self._item((PILImage.create(img.convert("RGB")),))[0] for img in images]
         return self._batch((torch.stack(tensors),))[0]
 
     def classify(self, images: list[Image.Image], bs: int = 32) -> list[Verdict]:

@@ -13,7 +13,7 @@ import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .card import write_card
@@ -42,6 +42,7 @@ class TrainConfig:
     seed: int = DEFAULT_SEED
     resume: bool = False
     from_weights: Path | None = None
+    callbacks: list = field(default_factory=list)  # extra fastai callbacks for the fit (e.g. a logger)
     num_workers: int | None = None
     notes: dict = field(default_factory=dict)
 
@@ -147,6 +148,9 @@ def train(cfg: TrainConfig) -> dict:
         train_dir = data_dir
         card["input"] = "whole images"
 
+    from fastai.torch_core import set_seed
+
+    set_seed(cfg.seed)
     dls = make_dls(train_dir, cfg.size, cfg.bs, cfg.classes, cfg.valid_pct, cfg.seed, cfg.num_workers)
     vocab = list(dls.vocab)
     _log(f"classes {vocab}: {len(dls.train_ds)} training, {len(dls.valid_ds)} validation images")
@@ -159,7 +163,8 @@ def train(cfg: TrainConfig) -> dict:
     work.mkdir(exist_ok=True)
     learn.path, learn.model_dir = work, "."
 
-    settings = {k: str(v) for k, v in asdict(cfg).items() if k not in {"resume", "num_workers", "notes", "out"}}
+    skip = {"resume", "num_workers", "notes", "out", "callbacks"}
+    settings = {k: str(v) for k, v in vars(cfg).items() if k not in skip}
     ckpt = _Checkpoint(work, settings)
     start_epoch = ckpt.done_epochs() if cfg.resume else 0
     lr = cfg.lr
@@ -182,7 +187,7 @@ def train(cfg: TrainConfig) -> dict:
 
         save_figure(plt.gcf(), out.with_name(f"{out.stem}.lr_find.png"))
     ckpt.settings["lr_used"] = lr
-    cbs = [ckpt.callback()]
+    cbs = [ckpt.callback(), *cfg.callbacks]
     if pretrained:
         # fine_tune: frozen body first, then all layers with discriminative rates.
         if not start_epoch:
@@ -251,7 +256,7 @@ def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra:
     card.update({
         "model": out.name,
         "export_sha256": digest,
-        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "classes": vocab,
         "architecture": ARCH,
         "image_size": cfg.size,

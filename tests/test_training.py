@@ -1,0 +1,155 @@
+"""The training pipeline on generated images: split, learning, export, card, interruption, resume."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT
+from synthetic import make_dataset
+
+from selfiemask.data import HashSplitter, is_valid_item, make_dls, split_key
+from selfiemask.hashing import sha256_file
+from selfiemask.training import TrainConfig, train
+
+
+def test_split_is_seeded_stable_and_shared_by_crops(tmp_path):
+    items = [tmp_path / c / f"img_{i}.jpg" for c in ("with_mask", "without_mask") for i in range(400)]
+    train_idx, valid_idx = HashSplitter(0.15, 42)(items)
+    assert sorted(train_idx + valid_idx) == list(range(len(items)))
+    assert 0.10 < len(valid_idx) / len(items) < 0.20
+    # Adding photos never moves an old photo across the split.
+    more = items + [tmp_path / "with_mask" / f"new_{i}.jpg" for i in range(100)]
+    _, valid_more = HashSplitter(0.15, 42)(more)
+    assert [i for i in valid_more if i < len(items)] == valid_idx
+    # Another seed gives another split.
+    assert HashSplitter(0.15, 7)(items)[1] != valid_idx
+    # A photo, its crop and its face crops share the split.
+    assert split_key(Path("x/with_mask/a.png")) == split_key(Path("y/with_mask/a__face2.jpg"))
+    assert is_valid_item(Path("with_mask/a.png")) == is_valid_item(Path("with_mask/a__face1.jpg"))
+
+
+def test_dataloaders_see_both_classes(tiny_data):
+    dls = make_dls(tiny_data, size=64, bs=8, num_workers=0)
+    assert list(dls.vocab) == ["with_mask", "without_mask"]
+    xb, yb = dls.one_batch()
+    assert tuple(xb.shape[1:]) == (3, 64, 64)
+    assert set(dls.valid_ds.items).isdisjoint(dls.train_ds.items)
+
+
+def test_tiny_training_learns_and_exports_with_card(tiny_model):
+    card = json.loads(tiny_model.with_suffix(".json").read_text())
+    assert card["validation"]["accuracy"] > 0.75, card["validation"]  # chance is 0.5
+    assert card["export_sha256"] == sha256_file(tiny_model)
+    assert card["pretrained"] is False and "scratch" in card["weights"]
+    assert card["classes"] == ["with_mask", "without_mask"]
+    assert card["data"]["files"] == 120 and len(card["data"]["file_list_sha256"]) == 64
+    assert card["input"] == "face crops" and card["detector"]["counts"]["no_face_kept_whole"] == 120
+    assert set(card["validation"]["per_class"]) == {"with_mask", "without_mask"}
+    for name in ("confusion", "top_losses"):
+        assert tiny_model.with_name(f"export.{name}.png").stat().st_size > 1000
+
+
+def test_export_loads_in_a_fresh_process_with_same_predictions(tiny_model, tiny_data, tmp_path):
+    from selfiemask.predict import Classifier
+
+    images = sorted(tiny_data.rglob("*.jpg"))[::15]
+    clf = Classifier(tiny_model)
+    here = [r.main.confidence for r in clf.analyze_files(images)]
+    # fastai's own predict path must agree with our batched one.
+    label, _, probs = clf.learn.predict(images[0])
+    assert abs(float(probs.max()) - here[0]) < 1e-4
+    code = ("import sys, json; from fastai.learner import load_learner; "
+            "l = load_learner(sys.argv[1]); print(json.dumps([float(l.predict(p)[2].max()) for p in sys.argv[2:]]))")
+    out = subprocess.run([sys.executable, "-c", code, str(tiny_model), *map(str, images)], cwd=tmp_path,
+                         capture_output=True, text=True, check=True)
+    there = json.loads(out.stdout.strip().splitlines()[-1])
+    assert there == pytest.approx(here, abs=1e-4)
+
+
+def test_failed_export_keeps_previous_model(tiny_model, tiny_data, tmp_path, monkeypatch):
+    out = tmp_path / "export.pkl"
+    shutil.copy(tiny_model, out)
+    shutil.copy(tiny_model.with_suffix(".json"), out.with_suffix(".json"))
+    before = out.read_bytes(), out.with_suffix(".json").read_text()
+
+    def boom(*a, **k):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr("selfiemask.training.sha256_file", boom)  # fails after the temporary export
+    with pytest.raises(RuntimeError, match="disk full"):
+        train(TrainConfig(data_dir=tiny_data, out=out, epochs=1, size=32, bs=16, lr=1e-3, pretrained=False,
+                          crops=False))
+    assert (out.read_bytes(), out.with_suffix(".json").read_text()) == before
+
+
+def test_interrupted_training_resumes(tmp_path):
+    from fastai.callback.core import Callback
+
+    data = make_dataset(tmp_path / "d", per_class=16, size=32)
+    out = tmp_path / "m" / "export.pkl"
+    cfg = TrainConfig(data_dir=data, out=out, epochs=3, size=32, bs=8, lr=1e-3, pretrained=False, crops=False)
+
+    class StopAfterFirstEpoch(Callback):
+        order = 95
+
+        def after_epoch(self):
+            raise KeyboardInterrupt
+
+    cfg.callbacks = [StopAfterFirstEpoch()]
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    assert not out.exists()
+    meta = json.loads((out.parent / ".export.work" / "checkpoint.json").read_text())
+    assert meta["epochs_done"] == 1
+    cfg.callbacks, cfg.resume = [], True
+    card = train(cfg)
+    assert out.exists() and card["training"]["epochs"] == 3
+    assert not (out.parent / ".export.work").exists()
+
+
+def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
+    from selfiemask.cli import main
+
+    assert main(["train", str(tmp_path / "nope"), "--no-pretrained"]) == 2
+    assert "training folder not found" in capsys.readouterr().err
+
+
+def test_pretrained_weights_unavailable_is_loud(tmp_path, monkeypatch):
+    import torch
+
+    from selfiemask import pretrained
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    with pytest.raises(pretrained.PretrainedUnavailable, match="--no-pretrained"):
+        pretrained.resolve_pretrained(None)
+    assert pretrained.resolve_pretrained(False) == (False, "from scratch (--no-pretrained)")
+    ckpt = pretrained.hub_checkpoint()
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"weights")
+    ok, how = pretrained.resolve_pretrained(None)
+    assert ok and "cache" in how
+
+
+def test_environment_yml_agrees_with_pyproject():
+    import re
+    import tomllib
+
+    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    names = {re.split(r"[<>=!\[ ;]", d)[0].lower() for d in deps}
+    env = (ROOT / "environment.yml").read_text().lower()
+    listed = set(re.findall(r"^\s*-\s*([a-z0-9_.-]+)", env, re.M))
+    missing = names - listed
+    assert not missing, f"environment.yml lacks {missing}"
+    for pinned in ("torch==2.14.1", "torchvision==0.29.1"):
+        assert pinned in env.replace(" ", ""), pinned
+    assert "facenet-pytorch" in env
