@@ -28,9 +28,6 @@ def _add_train(sub) -> None:
                    help="2: with_mask/without_mask; 3: adds incorrect_mask (needs that folder)")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its last epoch")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--from-weights", type=Path, default=None,
-                   help="skip fitting: export weights trained elsewhere with the same settings "
-                        "(see tools/device_train.sh); validation is recomputed here")
 
 
 def _add_predict(sub) -> None:
@@ -51,7 +48,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data_dir=args.data_dir, out=args.out, epochs=args.epochs, size=args.size, bs=args.bs,
                       pretrained=args.pretrained, crops=args.crops, crop_cache=args.crop_cache,
                       classes=THREE_CLASSES if args.classes == 3 else TWO_CLASSES, lr=args.lr,
-                      resume=args.resume, seed=args.seed, from_weights=args.from_weights)
+                      resume=args.resume, seed=args.seed)
     try:
         card = train(cfg)
     except (FileNotFoundError, PretrainedUnavailable, ValueError) as e:

@@ -41,7 +41,6 @@ class TrainConfig:
     valid_pct: float = DEFAULT_VALID_PCT
     seed: int = DEFAULT_SEED
     resume: bool = False
-    from_weights: Path | None = None
     callbacks: list = field(default_factory=list)  # extra fastai callbacks for the fit (e.g. a logger)
     num_workers: int | None = None
     notes: dict = field(default_factory=dict)
@@ -129,7 +128,7 @@ def train(cfg: TrainConfig) -> dict:
     sources = list_labelled_images(data_dir, cfg.classes)
     card: dict = {"format": 1}
     if (data_dir / MANIFEST).exists() and (data_dir / SETTINGS).exists():
-        # A crop folder made earlier (e.g. copied to a GPU machine): train on it as it is.
+        # A crop folder made earlier (by crop_folder): train on it as it is.
         train_dir = data_dir
         card["input"] = "face crops"
         card["detector"] = json.loads((data_dir / SETTINGS).read_text())
@@ -174,8 +173,6 @@ def train(cfg: TrainConfig) -> dict:
         lr = meta["settings"].get("lr_used", lr)
         learn.load("checkpoint", with_opt=True)
         _log(f"resuming after epoch {start_epoch} of {cfg.epochs}")
-    if cfg.from_weights:
-        return _finish_from_weights(cfg, learn, dls, data_dir, train_dir, sources, card, started)
     if lr is None:
         _log("lr_find: choosing the learning rate")
         if pretrained:
@@ -203,26 +200,6 @@ def train(cfg: TrainConfig) -> dict:
 
     return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started,
                    {"pretrained": pretrained, "weights": how, "training": {**schedule, "lr_find": lr_info}})
-
-
-def _finish_from_weights(cfg, learn, dls, data_dir, train_dir, sources, card, started) -> dict:
-    """Export weights trained elsewhere (e.g. on a GPU machine with the same settings) as a learner here.
-
-    The weights may be stored in half precision to travel; they are loaded as
-    float32 and every validation figure is recomputed here, on this machine.
-    """
-    import torch
-
-    meta_path = Path(cfg.from_weights).with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    state = torch.load(cfg.from_weights, map_location="cpu")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    learn.model.load_state_dict(state)
-    _log(f"loaded weights from {cfg.from_weights}; recomputing validation here")
-    extra = {"pretrained": meta.get("pretrained", False), "weights": meta.get("weights", "from scratch"),
-             "training": {**meta.get("training", {}), "weights_file": Path(cfg.from_weights).name,
-                          "exported_from_weights_on": platform.node() or "this machine"}}
-    return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra)
 
 
 def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra: dict) -> dict:
