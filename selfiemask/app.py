@@ -99,8 +99,8 @@ class App:
     def __post_init__(self) -> None:
         self.upload = W.FileUpload(accept="image/*,.heic,.heif", multiple=True, description="Upload selfie")
         self.samples = {p.stem.replace("_", " "): p for p in sorted(SAMPLES.glob("*.jpg"))}
-        self.sample_buttons = [W.Button(description=f"Try a sample: {name}", tooltip=str(p.name))
-                               for name, p in self.samples.items()]
+        self.sample_buttons = [W.Button(description=f"Sample: {name}", tooltip=f"Try {p.name}, shipped with the app",
+                                        layout=W.Layout(width="auto")) for name, p in self.samples.items()]
         for b, p in zip(self.sample_buttons, self.samples.values()):
             b.on_click(lambda _btn, p=p: self.show([(p.name, p.read_bytes())]))
             b.add_class("sample-button")

@@ -1,0 +1,338 @@
+"""`selfiemask watch` on a generated video: boxes, smoothed verdicts, output file, bad sources, Ctrl-C.
+
+The video is made here with OpenCV from scikit-image's astronaut (bundled, no
+download) moving across a plain gradient, with face-less frames before and
+after, so every expectation (where the face is, how many frames) is known.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from selfiemask.predict import Classifier  # noqa: E402
+from selfiemask.watch import (  # noqa: E402
+    FaceTracker,
+    FastPreprocess,
+    WatchError,
+    box_colour,
+    class_probs,
+    count_frames,
+    default_out,
+    display_available,
+    iou,
+    open_source,
+    watch,
+)
+from selfiemask.watch_cli import add_parser, run  # noqa: E402
+
+SIZE = (320, 240)
+HEAD = (133, 161)  # the astronaut's head and shoulders, scaled
+HEAD_Y = 40
+#: Where MTCNN puts the face inside the pasted head (measured on the undistorted head).
+FACE_IN_HEAD = (35, 37, 96, 114)
+
+
+def background(size=SIZE) -> np.ndarray:
+    """A smooth blue-grey gradient (RGB): no face, and far from the verdict colours."""
+    w, h = size
+    bg = np.empty((h, w, 3), np.uint8)
+    bg[..., 0] = np.linspace(60, 120, w)[None, :]
+    bg[..., 1] = 90
+    bg[..., 2] = np.linspace(140, 100, h)[:, None]
+    return bg
+
+
+def write_clip(path: Path, before: int = 4, moving: int = 18, after: int = 4, fps: float = 10.0) -> list:
+    """An mp4 of ``before`` empty frames, the head moving left to right, then ``after`` empty frames.
+
+    Returns, per frame, the head's top-left corner or None.
+    """
+    from PIL import Image
+    from skimage import data
+
+    head = Image.fromarray(data.astronaut()).crop((130, 10, 320, 240)).resize(HEAD)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
+    assert writer.isOpened()
+    where: list = []
+    span = SIZE[0] - HEAD[0]
+    for i in range(before + moving + after):
+        frame = Image.fromarray(background())
+        pos = None
+        if before <= i < before + moving:
+            pos = (round(span * (i - before) / (moving - 1)), HEAD_Y)
+            frame.paste(head, pos)
+        where.append(pos)
+        writer.write(cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2BGR))
+    writer.release()
+    return where
+
+
+def expected_face(pos) -> tuple[int, int, int, int]:
+    x, y = pos
+    l, t, r, b = FACE_IN_HEAD
+    return (x + l, y + t, x + r, y + b)
+
+
+def read_frames(path: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, f = cap.read()
+        if not ok:
+            break
+        out.append(f)
+    cap.release()
+    return out
+
+
+def outline_pixels(frame: np.ndarray, box, inset: int = 1) -> np.ndarray:
+    """The BGR pixels on a box's outline (drawn inside the box), sides only, away from the label."""
+    l, t, r, b = box
+    ys = np.arange(t + 6, b - 6)
+    left = frame[ys, l + inset]
+    right = frame[ys, r - 1 - inset]
+    return np.concatenate([left, right]).astype(int)
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    where = write_clip(path)
+    return path, where
+
+
+@pytest.fixture(scope="module")
+def clf(tiny_model) -> Classifier:
+    return Classifier(tiny_model)
+
+
+@pytest.fixture(scope="module")
+def watched(clf, clip, tmp_path_factory):
+    """One run over the whole clip, detecting on every frame; shared by the checks below."""
+    out = tmp_path_factory.mktemp("watched") / "out.mp4"
+    return watch(clip[0], clf, out=out, display=False), out
+
+
+def cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="selfiemask")
+    add_parser(parser.add_subparsers(dest="command"))
+    return run(parser.parse_args(["watch", *argv]))
+
+
+# -- the generated video ---------------------------------------------------------------------------
+def test_the_clip_is_what_the_tests_assume(clip):
+    path, where = clip
+    assert count_frames(path) == len(where) == 26
+    assert read_frames(path)[0].shape == (SIZE[1], SIZE[0], 3)
+
+
+def test_output_has_every_frame_and_a_box_on_each_face(watched, clip):
+    result, out = watched
+    _, where = clip
+    assert out.exists() and result.out == out
+    assert result.frames == len(where) and result.out_frames == len(where) == count_frames(out)
+    assert not result.interrupted and result.fps > 0
+    written = read_frames(out)
+    assert len(written) == len(where)
+    found = 0
+    for rec, pos, frame in zip(result.records, where, written):
+        assert rec.detected  # --every 1
+        if pos is None:
+            assert rec.faces == [], f"frame {rec.index}: a face where there is none"
+            continue
+        if not rec.faces:
+            continue
+        found += 1
+        assert len(rec.faces) == 1
+        face = rec.faces[0]
+        assert iou(face.box, expected_face(pos)) > 0.5, (rec.index, face.box, expected_face(pos))
+        # The box is drawn in its verdict's colour: the outline pixels are that colour, the video's
+        # compression aside; the same pixels of the input frame are not.
+        got = np.median(outline_pixels(frame, face.box), axis=0)
+        assert np.abs(got - np.array(box_colour(face.label))).max() < 45, (rec.index, got, face.label)
+    assert found >= len([p for p in where if p]) - 2  # MTCNN may miss a frame or two after compression
+
+
+def test_input_frames_have_no_box_colour_where_the_box_is_drawn(watched, clip):
+    """The colour check above means something: without drawing, those pixels are not the box colour."""
+    result, _ = watched
+    original = read_frames(clip[0])
+    for rec, frame in zip(result.records, original):
+        for face in rec.faces:
+            got = np.median(outline_pixels(frame, face.box), axis=0)
+            assert np.abs(got - np.array(box_colour(face.label))).max() > 45
+
+
+def test_smoothed_verdict_is_stable_and_the_face_keeps_its_track(watched):
+    result, _ = watched
+    faces = [rec.faces[0] for rec in result.records if rec.faces]
+    assert len({f.track for f in faces}) == 1, "the moving face was not followed from frame to frame"
+    smoothed = [f.label for f in faces]
+    changes = sum(a != b for a, b in zip(smoothed, smoothed[1:]))
+    raw_changes = sum(a.raw_label != b.raw_label for a, b in zip(faces, faces[1:]))
+    assert changes == 0, smoothed
+    assert changes <= raw_changes
+    assert all(0.0 <= f.confidence <= 1.0 for f in faces)
+
+
+def test_every_n_reuses_boxes_between_detections(clf, clip, tmp_path):
+    path, where = clip
+    result = watch(path, clf, out=tmp_path / "every.mp4", every=3, display=False)
+    assert [r.detected for r in result.records] == [i % 3 == 0 for i in range(len(where))]
+    assert count_frames(tmp_path / "every.mp4") == len(where)
+    for i, rec in enumerate(result.records):
+        if not rec.detected and i > 0:
+            prev = result.records[i - 1]
+            assert [f.box for f in rec.faces] == [f.box for f in prev.faces]  # boxes carried over
+
+
+def test_ctrl_c_stops_and_finalises_the_file(clf, clip, tmp_path):
+    out = tmp_path / "stopped.mp4"
+
+    def stop_at_5(rec):
+        if rec.index == 5:
+            raise KeyboardInterrupt
+
+    result = watch(clip[0], clf, out=out, display=False, on_frame=stop_at_5)
+    assert result.interrupted and result.frames == 6
+    assert count_frames(out) == 6 == result.out_frames
+
+
+def test_whole_image_model_gets_one_verdict_per_frame(tiny_model, clip, tmp_path):
+    whole = Classifier(tiny_model, detect_faces=False)
+    result = watch(clip[0], whole, out=tmp_path / "whole.mp4", max_frames=4, display=False)
+    assert result.frames == 4 == count_frames(tmp_path / "whole.mp4")
+    assert all(len(r.faces) == 1 and r.faces[0].box == (0, 0, *SIZE) for r in result.records)
+
+
+# -- the command -----------------------------------------------------------------------------------
+def test_cli_writes_next_to_the_input_by_default(tiny_model, clip, tmp_path, capsys):
+    import shutil
+
+    src = tmp_path / "selfie.mp4"
+    shutil.copy(clip[0], src)
+    assert cli(str(src), "--model", str(tiny_model), "--max-frames", "7", "--every", "2") == 0
+    out = tmp_path / "selfie.watch.mp4"
+    assert default_out(src) == out
+    assert count_frames(out) == 7
+    err = capsys.readouterr().err
+    assert str(out) in err and "7 frames" in err
+
+
+@pytest.mark.parametrize("source, reason", [
+    ("missing.mp4", "no such file"),
+    ("text.mp4", "not a video"),
+    ("folder", "folder"),
+    ("97", "no camera"),
+])
+def test_bad_source_is_a_clear_error(tmp_path, monkeypatch, capsys, tiny_model, source, reason):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(WatchError, match=reason):
+        open_source(source)
+    assert cli(source, "--model", str(tiny_model)) == 2
+    err = capsys.readouterr().err
+    assert "selfiemask watch: cannot open video source" in err and reason in err and "Traceback" not in err
+
+
+def test_cli_rejects_bad_options_and_missing_model(tmp_path, clip, capsys):
+    with pytest.raises(SystemExit):
+        cli(str(clip[0]), "--every", "0")
+    assert cli(str(clip[0]), "--model", str(tmp_path / "none.pkl")) == 2
+    assert "model file not found" in capsys.readouterr().err
+
+
+def test_headless_opencv_has_no_window(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert display_available() is False
+
+
+def test_default_out_for_cameras_and_streams():
+    assert default_out("0") == Path("watch_out.mp4")
+    assert default_out("rtsp://host/stream") == Path("watch_out.mp4")
+    assert default_out("videos/clip.avi") == Path("videos/clip.watch.mp4")
+
+
+# -- smoothing -------------------------------------------------------------------------------------
+def test_tracker_smooths_a_flickering_verdict():
+    tracker = FaceTracker(k=5)
+    box = (100, 50, 160, 120)
+    raw, smoothed = [], []
+    rng = np.random.default_rng(0)
+    for i in range(30):
+        p = 0.62 + (0.2 if i % 2 == 0 else -0.2) + rng.normal(0, 0.02)  # mostly class 0, flipping every frame
+        (t,) = tracker.update([(box[0] + i, box[1], box[2] + i, box[3])], np.array([[p, 1 - p]]))
+        raw.append(int(p < 0.5))
+        smoothed.append(t.verdict)
+        assert t.id == 0
+    assert sum(a != b for a, b in zip(raw, raw[1:])) > 10
+    assert len(set(smoothed[1:])) == 1 and smoothed[-1] == 0
+
+
+def test_tracker_keeps_faces_apart_and_forgets_lost_ones():
+    tracker = FaceTracker(k=3, max_missed=1)
+    a, b = (0, 0, 50, 50), (200, 0, 250, 50)
+    p = np.array([[0.9, 0.1], [0.2, 0.8]])
+    ta, tb = tracker.update([a, b], p)
+    assert (ta.id, tb.id) == (0, 1)
+    tb2, ta2 = tracker.update([(205, 2, 255, 52), (3, 1, 53, 51)], p[::-1])
+    assert (ta2.id, tb2.id) == (0, 1) and ta2.verdict == 0 and tb2.verdict == 1
+    tracker.update([a], p[:1])  # b missed once: kept, not shown
+    (tb3,) = tracker.update([b], p[1:])
+    assert tb3.id == 1
+    tracker.update([], p[:0])
+    tracker.update([], p[:0])  # missed twice: forgotten
+    (tb4,) = tracker.update([b], p[1:])
+    assert tb4.id not in (0, 1)
+
+
+def test_hysteresis_needs_a_clear_change_to_switch():
+    tracker = FaceTracker(k=1, hysteresis=0.1)
+    box = (0, 0, 40, 40)
+    (t,) = tracker.update([box], np.array([[0.7, 0.3]]))
+    assert t.verdict == 0
+    tracker.update([box], np.array([[0.47, 0.53]]))
+    assert t.verdict == 0  # a near tie does not switch
+    tracker.update([box], np.array([[0.3, 0.7]]))
+    assert t.verdict == 1
+
+
+# -- fast preprocessing ----------------------------------------------------------------------------
+def test_fast_preprocess_gives_the_same_probabilities(clf, astronaut, three_faces):
+    from PIL import Image
+
+    fast = FastPreprocess.from_classifier(clf)
+    assert fast is not None
+    images = [astronaut, astronaut.crop((140, 20, 300, 220)), astronaut.resize((37, 91)),
+              astronaut.crop((0, 0, 500, 120)), three_faces, astronaut.convert("L"),
+              Image.new("RGB", (1, 1), (200, 10, 10)), astronaut.resize((2000, 1500))]
+    slow = clf.preprocess(images)
+    quick = fast(images)
+    assert type(quick) is __import__("torch").Tensor and quick.shape == slow.shape
+    assert float((quick - slow.as_subclass(type(quick))).abs().max()) < 1e-4
+    reference = np.array([[v.probs[c] for c in clf.classes] for v in clf.classify(images)])
+    assert np.abs(class_probs(clf, images, fast) - reference).max() < 1e-4
+    assert np.abs(class_probs(clf, images, None) - reference).max() < 1e-6
+
+
+def test_fast_preprocess_refuses_pipelines_it_does_not_know():
+    from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
+    from fastai.vision.augment import RandomResizedCrop, Resize
+    from fasttransform import Pipeline
+
+    batch = Pipeline([IntToFloatTensor(), Normalize.from_stats([0.5] * 3, [0.2] * 3)], split_idx=1)
+    assert FastPreprocess.from_pipelines(Pipeline([Resize(64), ToTensor()], split_idx=1), batch) is None
+    known = Pipeline([RandomResizedCrop(64), ToTensor()], split_idx=1)
+    assert FastPreprocess.from_pipelines(known, batch) is not None
+    odd = Pipeline([IntToFloatTensor(), Resize(32), Normalize.from_stats([0.5] * 3, [0.2] * 3)], split_idx=1)
+    assert FastPreprocess.from_pipelines(known, odd) is None
+    no_norm = Pipeline([IntToFloatTensor()], split_idx=1)
+    assert FastPreprocess.from_pipelines(known, no_norm) is None
