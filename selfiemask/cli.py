@@ -7,6 +7,8 @@ import csv
 import sys
 from pathlib import Path
 
+from .watch_cli import add_parser as add_watch_parser
+
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train on DATA_DIR/<label>/ images and export the learner")
@@ -132,10 +134,17 @@ def _predict(args) -> int:
     return 0
 
 
+def _watch(args) -> int:
+    from .watch_cli import run
+
+    return run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="selfiemask", description="Mask / no mask, per face, for selfies.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_predict(sub)
+    add_watch_parser(sub)
     args = parser.parse_args(argv)
-    return {"train": _train, "predict": _predict}[args.command](args)
+    return {"train": _train, "predict": _predict, "watch": _watch}[args.command](args)

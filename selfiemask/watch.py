@@ -54,90 +54,12 @@ class WatchError(RuntimeError):
     """The source or the output cannot be used; the message is meant for users."""
 
 
-# -- preprocessing without fastai's per-item pipelines --------------------------------------------
-class FastPreprocess:
-    """The learner's validation transforms, done directly with PIL and torch.
-
-    ``Classifier.preprocess`` sends every image through fastai's item and
-    batch ``Pipeline``s: type dispatch per transform, a ``PILImage`` per
-    crop, and an identity ``grid_sample`` for the (validation-disabled)
-    augmentations. For a video frame with one small face that costs about as
-    much as the model. This does the same arithmetic: resize the whole image
-    to ``size + extra`` (fastai's ``val_xtra``), centre-crop to ``size``,
-    scale to [0, 1] and normalise. It is built only when the learner's
-    pipelines are exactly the ones :mod:`selfiemask.data` makes, so any
-    other learner keeps the fastai path (:meth:`from_classifier` returns None).
-    """
-
-    def __init__(self, size: tuple[int, int], final: tuple[int, int], resample, mean, std) -> None:
-        import torch
-
-        self.size, self.final, self.resample = size, final, resample  # (width, height), as PIL wants them
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).reshape(1, -1, 1, 1)
-        self.std = torch.as_tensor(std, dtype=torch.float32).reshape(1, -1, 1, 1)
-
-    @classmethod
-    def from_classifier(cls, clf: Classifier) -> FastPreprocess | None:
-        """The fast equivalent of ``clf.preprocess``, or None when its pipelines hold anything unknown."""
-        return cls.from_pipelines(clf._item, clf._batch)
-
-    @classmethod
-    def from_pipelines(cls, item, batch) -> FastPreprocess | None:
-        from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
-        from fastai.vision.augment import AffineCoordTfm, RandomResizedCrop
-
-        fs = list(item.fs)
-        if [type(f) for f in fs] != [RandomResizedCrop, ToTensor]:
-            return None
-        rrc = fs[0]
-        w, h = rrc.size  # fastai stores (width, height)
-        xtra = int(np.ceil(max(w, h) * rrc.val_xtra / 8) * 8)
-        mean = std = None
-        seen_float = False
-        for f in batch.fs:
-            if isinstance(f, IntToFloatTensor) and f.div == 255.0 and not seen_float:
-                seen_float = True
-            elif isinstance(f, Normalize) and seen_float and mean is None:
-                mean, std = f.mean.flatten().tolist(), f.std.flatten().tolist()
-            elif getattr(f, "split_idx", None) == 0:
-                continue  # training-only (lighting and the like): skipped in validation
-            elif isinstance(f, AffineCoordTfm) and f.size is None and f.mode == "bilinear":
-                continue  # validation: identity matrix, same size, no coordinate transforms
-            else:
-                return None
-        if mean is None:
-            return None
-        return cls((w, h), (w + xtra, h + xtra), rrc.mode, mean, std)
-
-    def __call__(self, images: list[Image.Image]):
-        """A normalised float batch (N, 3, H, W), a plain ``torch.Tensor``."""
-        import torch
-
-        w, h = self.size
-        fw, fh = self.final
-        left, top = (fw - w) // 2, (fh - h) // 2
-        arrays = [np.asarray(img.convert("RGB").resize(self.final, self.resample)
-                             .crop((left, top, left + w, top + h))) for img in images]
-        x = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float().div_(255.0)
-        return (x - self.mean) / self.std
-
-
-def class_probs(clf: Classifier, images: list[Image.Image], fast: FastPreprocess | None) -> np.ndarray:
-    """Class probabilities (N, classes) of already-cropped images, in one batch.
-
-    With ``fast`` the model gets a plain tensor: a fastai ``TensorImage``
-    input makes every layer go through fastai's ``__torch_function__``.
-    Without it this is ``clf.classify``, the path the CLI and the app use.
-    """
+def class_probs(clf: Classifier, images: list[Image.Image]) -> np.ndarray:
+    """Class probabilities (N, classes) of already-cropped images, in one batch, through ``clf.classify``."""
     if not images:
         return np.zeros((0, len(clf.classes)), dtype=np.float32)
-    if fast is None:
-        return np.array([[v.probs[c] for c in clf.classes] for v in clf.classify(images, bs=len(images))],
-                        dtype=np.float32)
-    import torch
-
-    with torch.inference_mode():
-        return torch.softmax(clf.model(fast(images)).float(), dim=1).numpy()
+    verdicts = clf.classify(images, bs=len(images))
+    return np.array([[v.probs[c] for c in clf.classes] for v in verdicts], dtype=np.float32)
 
 
 # -- following faces ------------------------------------------------------------------------------
@@ -255,7 +177,6 @@ class FrameAnalyzer:
         if every < 1:
             raise ValueError("every must be at least 1")
         self.clf, self.every, self.margin = clf, every, margin
-        self.fast = FastPreprocess.from_classifier(clf)
         # No padded retry on frames without a face: it searches a frame twice the size again, which
         # doubles the cost of every empty frame, and a camera rarely frames a face edge to edge.
         self.detector = (FaceDetector(replace(clf.detector.settings, pad_fraction=0.0))
@@ -272,7 +193,7 @@ class FrameAnalyzer:
         elif detect:
             self._boxes = [f.box for f in self.detector.detect(img)]
         crops = [crop_face(img, b, self.margin) for b in self._boxes] if self.detector else [img]
-        probs = class_probs(self.clf, crops, self.fast)
+        probs = class_probs(self.clf, crops)
         tracks = self.tracker.update(list(self._boxes), probs)
         classes = self.clf.classes
         faces = []
@@ -461,10 +382,17 @@ def watch(source: str | int, clf: Classifier, out: str | Path | None = None, eve
     cv2 = _cv2()
     log = log or (lambda msg: None)
     cap = open_source(source)
-    show = display_available() if display is None else display
-    if show and display is None:
-        log("showing the video in a window (q or Esc to stop)")
+    show = display_available() if display is not False else False
+    if display and not show:
+        cap.release()
+        raise WatchError("no window can be opened here (OpenCV without GUI, or no display); write a file with --out")
+    if show:
+        log("showing the video in a window (q, Esc or closing it stops)")
     out_path = Path(out) if out is not None else (None if show else default_out(source))
+    if out_path is not None and out_path.exists() and Path(str(source)).exists() \
+            and out_path.resolve() == Path(str(source)).resolve():
+        cap.release()
+        raise WatchError(f"--out {out_path} is the video being read; choose another name")
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps_out = fps_in if 1.0 <= fps_in <= 240.0 else FALLBACK_FPS
     analyzer = FrameAnalyzer(clf, every=every, smooth=smooth)
@@ -490,7 +418,8 @@ def watch(source: str | int, clf: Classifier, out: str | Path | None = None, eve
                 on_frame(record)
             if show:
                 cv2.imshow(WINDOW, frame)
-                if cv2.waitKey(1) & 0xFF in (ord("q"), 27):
+                key = cv2.waitKey(1) & 0xFF
+                if key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1:
                     result.interrupted = True
                     break
             # The shown rate is of the whole loop (read, detect, classify, draw, write), smoothed.

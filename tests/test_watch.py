@@ -18,10 +18,8 @@ cv2 = pytest.importorskip("cv2")
 from selfiemask.predict import Classifier  # noqa: E402
 from selfiemask.watch import (  # noqa: E402
     FaceTracker,
-    FastPreprocess,
     WatchError,
     box_colour,
-    class_probs,
     count_frames,
     default_out,
     display_available,
@@ -48,24 +46,29 @@ def background(size=SIZE) -> np.ndarray:
     return bg
 
 
-def write_clip(path: Path, before: int = 4, moving: int = 18, after: int = 4, fps: float = 10.0) -> list:
+def write_clip(path: Path, before: int = 4, moving: int = 18, after: int = 4, fps: float = 10.0,
+               size: tuple[int, int] = SIZE) -> list:
     """An mp4 of ``before`` empty frames, the head moving left to right, then ``after`` empty frames.
 
-    Returns, per frame, the head's top-left corner or None.
+    Returns, per frame, the head's top-left corner or None. Another ``size``
+    scales the head with the frame (``benchmarks/speed.py`` uses 640x480).
     """
     from PIL import Image
     from skimage import data
 
-    head = Image.fromarray(data.astronaut()).crop((130, 10, 320, 240)).resize(HEAD)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, SIZE)
+    k = size[0] / SIZE[0]
+    head_size = (round(HEAD[0] * k), round(HEAD[1] * k))
+    head = Image.fromarray(data.astronaut()).crop((130, 10, 320, 240)).resize(head_size)
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
     assert writer.isOpened()
     where: list = []
-    span = SIZE[0] - HEAD[0]
+    span = size[0] - head_size[0]
+    bg = background(size)
     for i in range(before + moving + after):
-        frame = Image.fromarray(background())
+        frame = Image.fromarray(bg)
         pos = None
         if before <= i < before + moving:
-            pos = (round(span * (i - before) / (moving - 1)), HEAD_Y)
+            pos = (round(span * (i - before) / (moving - 1)), round(HEAD_Y * k))
             frame.paste(head, pos)
         where.append(pos)
         writer.write(cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2BGR))
@@ -242,17 +245,22 @@ def test_bad_source_is_a_clear_error(tmp_path, monkeypatch, capsys, tiny_model, 
     assert "selfiemask watch: cannot open video source" in err and reason in err and "Traceback" not in err
 
 
-def test_cli_rejects_bad_options_and_missing_model(tmp_path, clip, capsys):
+def test_cli_rejects_bad_options_and_missing_model(tmp_path, clip, capsys, tiny_model):
     with pytest.raises(SystemExit):
         cli(str(clip[0]), "--every", "0")
+    assert cli(str(clip[0]), "--model", str(tiny_model), "--out", str(clip[0])) == 2
+    assert "is the video being read" in capsys.readouterr().err
+    assert count_frames(clip[0]) == 26  # untouched
     assert cli(str(clip[0]), "--model", str(tmp_path / "none.pkl")) == 2
     assert "model file not found" in capsys.readouterr().err
 
 
-def test_headless_opencv_has_no_window(monkeypatch):
+def test_headless_opencv_has_no_window(monkeypatch, clf, clip):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     assert display_available() is False
+    with pytest.raises(WatchError, match="no window can be opened"):
+        watch(clip[0], clf, display=True)
 
 
 def test_default_out_for_cameras_and_streams():
@@ -303,36 +311,3 @@ def test_hysteresis_needs_a_clear_change_to_switch():
     assert t.verdict == 0  # a near tie does not switch
     tracker.update([box], np.array([[0.3, 0.7]]))
     assert t.verdict == 1
-
-
-# -- fast preprocessing ----------------------------------------------------------------------------
-def test_fast_preprocess_gives_the_same_probabilities(clf, astronaut, three_faces):
-    from PIL import Image
-
-    fast = FastPreprocess.from_classifier(clf)
-    assert fast is not None
-    images = [astronaut, astronaut.crop((140, 20, 300, 220)), astronaut.resize((37, 91)),
-              astronaut.crop((0, 0, 500, 120)), three_faces, astronaut.convert("L"),
-              Image.new("RGB", (1, 1), (200, 10, 10)), astronaut.resize((2000, 1500))]
-    slow = clf.preprocess(images)
-    quick = fast(images)
-    assert type(quick) is __import__("torch").Tensor and quick.shape == slow.shape
-    assert float((quick - slow.as_subclass(type(quick))).abs().max()) < 1e-4
-    reference = np.array([[v.probs[c] for c in clf.classes] for v in clf.classify(images)])
-    assert np.abs(class_probs(clf, images, fast) - reference).max() < 1e-4
-    assert np.abs(class_probs(clf, images, None) - reference).max() < 1e-6
-
-
-def test_fast_preprocess_refuses_pipelines_it_does_not_know():
-    from fastai.data.transforms import IntToFloatTensor, Normalize, ToTensor
-    from fastai.vision.augment import RandomResizedCrop, Resize
-    from fasttransform import Pipeline
-
-    batch = Pipeline([IntToFloatTensor(), Normalize.from_stats([0.5] * 3, [0.2] * 3)], split_idx=1)
-    assert FastPreprocess.from_pipelines(Pipeline([Resize(64), ToTensor()], split_idx=1), batch) is None
-    known = Pipeline([RandomResizedCrop(64), ToTensor()], split_idx=1)
-    assert FastPreprocess.from_pipelines(known, batch) is not None
-    odd = Pipeline([IntToFloatTensor(), Resize(32), Normalize.from_stats([0.5] * 3, [0.2] * 3)], split_idx=1)
-    assert FastPreprocess.from_pipelines(known, odd) is None
-    no_norm = Pipeline([IntToFloatTensor()], split_idx=1)
-    assert FastPreprocess.from_pipelines(known, no_norm) is None

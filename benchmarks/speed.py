@@ -1,0 +1,336 @@
+"""How fast is each way of classifying a selfie, compared with the model's own forward pass?
+
+The figure that matters is the ratio to a raw ``model(x)`` under
+``torch.inference_mode()`` on the same preprocessed crop: whatever a path adds
+on top of that is overhead we can remove. Face detection (MTCNN) is timed on
+its own, because it is a separate cost that no classifier change touches.
+
+Prints, as plain tables:
+
+1. latency of one photo through every path: preprocessing (fastai pipelines), forward, detection,
+   ``Classifier.classify`` / ``analyze_images`` / ``analyze_files``, the app's
+   ``App._one``, and the whole ``python -m selfiemask predict`` process
+   (startup + model load + predict) for one image;
+2. classification throughput (images/s) at batch sizes 1, 8, 32 and 64;
+3. video frames/s through ``selfiemask watch`` on generated clips;
+4. training seconds per epoch at the shipped settings (ResNet34, 128 px,
+   batch 64), measured on a few batches of generated images and extrapolated.
+
+    python benchmarks/speed.py [--model export.pkl] [--threads N] [--reps 20]
+    python benchmarks/speed.py --untrained 128    # no model yet: an untrained ResNet34, for timing only
+
+Timings are medians over ``--reps`` runs after warm-up; on a busy machine,
+compare ratios rather than absolute numbers (the load average is printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # the generated clip and images are shared with the tests
+
+
+def timed(fn, reps: int, warmup: int = 2) -> tuple[float, float]:
+    """Median and minimum wall time of ``fn()`` in milliseconds."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times), min(times)
+
+
+def table(title: str, header: list[str], rows: list[list]) -> None:
+    cells = [[str(c) for c in header]] + [[f"{c:.1f}" if isinstance(c, float) else str(c) for c in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    print(f"\n{title}")
+    for n, r in enumerate(cells):
+        print("  " + "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        if n == 0:
+            print("  " + "  ".join("-" * w for w in widths))
+
+
+def untrained_model(folder: Path, size: int) -> Path:
+    """An exported ResNet34 learner with the project's DataBlock at ``size`` px, random weights: timing only."""
+    from fastai.vision.all import vision_learner
+    from synthetic import make_dataset
+    from torchvision.models import resnet34
+
+    from selfiemask.data import make_dls
+
+    data = make_dataset(folder / "data", per_class=24, size=size)
+    learn = vision_learner(make_dls(data, size, bs=8, num_workers=0), resnet34, pretrained=False)
+    out = folder / "export.pkl"
+    learn.export(out)
+    return out
+
+
+def machine(threads: int) -> str:
+    import fastai
+    import torch
+
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        usable = os.cpu_count()
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (f"{platform.machine()} {platform.processor() or ''}".strip()
+            + f"; {os.cpu_count()} CPUs ({usable} usable); torch {torch.__version__} with {threads} thread(s); "
+              f"fastai {fastai.__version__}; python {platform.python_version()}; load average {load}")
+
+
+def latency(clf, photo, photo_path: Path, model_path: Path, reps: int, threads: int, process_reps: int,
+            try_compile: bool) -> None:
+    import torch
+
+    from selfiemask.app import App
+    from selfiemask.faces import crop_face
+    faces = clf.detector.detect(photo) if clf.detector else []
+    crop = crop_face(photo, faces[0].box) if faces else photo
+    x_fastai = clf.preprocess([crop])
+    x = x_fastai.as_subclass(torch.Tensor).contiguous()
+    model = clf.model
+
+    def forward(inp):
+        with torch.inference_mode():
+            return model(inp)
+
+    base, base_min = timed(lambda: forward(x), reps)
+    rows: list[list] = [["raw forward model(x), 1 crop, inference_mode", base, base_min, 1.0]]
+
+    def row(name: str, fn, n: int = reps, warmup: int = 2) -> None:
+        med, best = timed(fn, n, warmup)
+        rows.append([name, med, best, f"{med / base:.2f}"])
+
+    row("forward on fastai TensorImage input", lambda: forward(x_fastai))
+    row("Classifier.preprocess (fastai pipelines), 1 crop", lambda: clf.preprocess([crop]))
+    row("Classifier.classify, 1 crop", lambda: clf.classify([crop]))
+    # Other ways to run the same forward; recommended only if measured faster here.
+    try:
+        import copy
+
+        cl_model = copy.deepcopy(model).to(memory_format=torch.channels_last)
+        x_cl = x.to(memory_format=torch.channels_last)
+        row("forward, channels_last", lambda: _fwd(cl_model, x_cl))
+    except Exception as e:  # noqa: BLE001 - an optional experiment must not stop the benchmark
+        rows.append([f"forward, channels_last: failed ({type(e).__name__})", "", "", ""])
+    if try_compile:
+        try:
+            start = time.perf_counter()
+            compiled = torch.compile(model)
+            _fwd(compiled, x)
+            rows.append([f"torch.compile: first call (compile) {time.perf_counter() - start:.0f} s", "", "", ""])
+            row("forward, torch.compile", lambda: _fwd(compiled, x))
+        except Exception as e:  # noqa: BLE001
+            rows.append([f"torch.compile: failed ({type(e).__name__}: {str(e)[:60]})", "", "", ""])
+    if clf.detector is not None:
+        row(f"face detection only (MTCNN, {photo.width}x{photo.height} photo)", lambda: clf.detector.detect(photo),
+            max(3, reps // 2))
+    row("Classifier.analyze_images, 1 photo (detect + classify)", lambda: clf.analyze_images([photo]),
+        max(3, reps // 2))
+    row("Classifier.analyze_files, 1 file (load + detect + classify)", lambda: clf.analyze_files([photo_path]),
+        max(3, reps // 2))
+    app = App(model_path)
+    data = photo_path.read_bytes()
+    row("App._one, 1 upload (load, analyze, draw, PNG, widgets)", lambda: app._one("photo.jpg", data),
+        max(3, reps // 2))
+    from selfiemask.predict import Classifier
+
+    row("Classifier(model) load in a warm process (sha256 check, unpickle)", lambda: Classifier(model_path), 3, 0)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    imports = [sys.executable, "-c", "import selfiemask.cli, selfiemask.predict, fastai.learner, "
+               "fastai.vision.augment, facenet_pytorch"]
+    subprocess.run(imports, capture_output=True, env=env, cwd=ROOT, check=True)
+    row("python process: interpreter + imports only (torch, fastai, facenet)",
+        lambda: subprocess.run(imports, capture_output=True, env=env, cwd=ROOT, check=True), process_reps, 0)
+    cmd = [sys.executable, "-m", "selfiemask", "predict", "--model", str(model_path), str(photo_path)]
+    subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT, check=True)  # warm the file cache
+    row("python -m selfiemask predict, 1 image: startup + load + predict",
+        lambda: subprocess.run(cmd, capture_output=True, env=env, cwd=ROOT, check=True), process_reps, 0)
+    table("Latency, one photo (ms; ratio = median / raw forward)", ["path", "median ms", "min ms", "ratio"], rows)
+
+
+def _fwd(model, x):
+    import torch
+
+    with torch.inference_mode():
+        return model(x)
+
+
+def throughput(clf, photo, reps: int) -> None:
+    """Images/s per batch size; the variants take turns within each repetition, so load spikes hit all alike."""
+    import copy
+
+    import torch
+
+
+    # 64 different crops of the photo, of different sizes, as faces come.
+    crops = [photo.crop((i % 8 * 10, i // 8 * 10, 260 + i * 3, 300 + i * 2)) for i in range(64)]
+    x = clf.preprocess(crops).as_subclass(torch.Tensor).contiguous()
+    cl_model = copy.deepcopy(clf.model).to(memory_format=torch.channels_last)
+    x_cl = x.contiguous(memory_format=torch.channels_last)
+    n = len(crops)
+    variants = {"Classifier.classify": lambda bs: clf.classify(crops, bs=bs)}
+    variants["raw forward"] = lambda bs: [_fwd(clf.model, x[i:i + bs]) for i in range(0, n, bs)]
+    variants["raw forward, channels_last"] = lambda bs: [_fwd(cl_model, x_cl[i:i + bs]) for i in range(0, n, bs)]
+    rows = []
+    for bs in (1, 8, 32, 64):
+        times: dict[str, list[float]] = {k: [] for k in variants}
+        for fn in variants.values():
+            fn(bs)  # warm-up
+        for _ in range(max(3, reps // 4)):
+            for name, fn in variants.items():
+                start = time.perf_counter()
+                fn(bs)
+                times[name].append(time.perf_counter() - start)
+        rows.append([bs] + [n / statistics.median(times[k]) for k in variants])
+    table(f"Classification throughput, {n} face crops (images/s, median)", ["batch size", *variants], rows)
+
+
+def _med(values: list[float]) -> str:
+    return f"{statistics.median(values):.1f}" if values else "-"
+
+
+def video(clf, folder: Path) -> None:
+    from test_watch import write_clip
+
+    from selfiemask.watch import watch
+
+    rows = []
+    for size in ((320, 240), (640, 480)):
+        clip = folder / f"clip{size[0]}.mp4"
+        where = write_clip(clip, size=size)
+        n_face = sum(p is not None for p in where)
+        for every in (1, 5):
+            r = watch(clip, clf, out=folder / f"out{size[0]}_{every}.mp4", every=every, display=False)
+            det = [rec.seconds * 1000 for rec in r.records if rec.detected and rec.faces]
+            reuse = [rec.seconds * 1000 for rec in r.records if not rec.detected and rec.faces]
+            empty = [rec.seconds * 1000 for rec in r.records if rec.detected and not rec.faces]
+            rows.append([f"{size[0]}x{size[1]}", every, f"{r.frames} ({n_face} with a face)", r.fps, _med(det),
+                         _med(reuse), _med(empty)])
+    table("Video through `selfiemask watch` (read, analyse, draw, write mp4v)",
+          ["frame", "--every", "frames", "frames/s", "ms face+detect", "ms face, boxes reused", "ms empty frame"],
+          rows)
+
+
+def training(folder: Path, batches: int, train_images: int, valid_images: int, size: int = 128, bs: int = 64) -> None:
+    import torch
+    from fastai.callback.core import Callback, CancelFitException
+    from fastai.vision.all import accuracy, vision_learner
+    from synthetic import make_dataset
+    from torchvision.models import resnet34
+
+    from selfiemask.data import make_dls
+
+    per_class = math.ceil(bs * (batches + 2) / 2 / 0.85)
+    data = make_dataset(folder / "train", per_class=per_class, size=size)
+    dls = make_dls(data, size, bs)
+    learn = vision_learner(dls, resnet34, pretrained=False, metrics=accuracy)
+
+    class BatchTimer(Callback):
+        """Wall time between consecutive training batches: data loading, augmentation, forward, backward, step."""
+
+        def before_fit(self):
+            self.times, self.last = [], None
+
+        def after_batch(self):
+            now = time.perf_counter()
+            if self.last is not None:
+                self.times.append(now - self.last)
+            self.last = now
+            if len(self.times) >= batches:
+                raise CancelFitException
+
+    timer = BatchTimer()
+    with learn.no_bar(), learn.no_logging():
+        learn.fit(1, 1e-3, cbs=[timer])  # the first batch is warm-up, not counted
+    t_train = statistics.median(timer.times)
+    xb = torch.randn(bs, 3, size, size)
+    learn.model.eval()
+    t_valid = timed(lambda: _fwd(learn.model, xb), 2, warmup=1)[0] / 1000
+    n_train, n_valid = math.ceil(train_images / bs), math.ceil(valid_images / bs)
+    epoch = n_train * t_train + n_valid * t_valid
+    table(f"Training, ResNet34 from scratch, {size} px, batch {bs} (all layers trained; a frozen-body "
+          "fine_tune epoch is cheaper)",
+          ["measure", "value"],
+          [[f"training batch (median of {len(timer.times)} after 1 warm-up)", f"{t_train:.2f} s"],
+           ["validation batch (forward only)", f"{t_valid:.2f} s"],
+           [f"epoch, extrapolated: {n_train} train + {n_valid} valid batches "
+            f"({train_images} + {valid_images} images)", f"{epoch:.0f} s ({epoch / 60:.1f} min)"]])
+    print("  (measured on generated images; the real epoch also pays JPEG decoding of photos of varied size)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, default=ROOT / "export.pkl", help="exported learner (default: export.pkl)")
+    ap.add_argument("--untrained", type=int, default=0, metavar="SIZE",
+                    help="time an untrained ResNet34 exported at SIZE px instead (no model needed; speed only)")
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's own choice)")
+    ap.add_argument("--reps", type=int, default=20, help="timed repetitions per row (default 20)")
+    ap.add_argument("--process-reps", type=int, default=3, help="runs of the whole predict process (default 3)")
+    ap.add_argument("--train-batches", type=int, default=3, help="training batches timed (default 3)")
+    ap.add_argument("--train-images", type=int, default=5100, help="training images per epoch to extrapolate to")
+    ap.add_argument("--valid-images", type=int, default=900, help="validation images per epoch")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "video", "training"])
+    ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow to compile on CPU)")
+    args = ap.parse_args()
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    from PIL import Image
+    from skimage import data
+
+    from selfiemask.predict import Classifier
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.untrained:
+            model_path = untrained_model(tmp / "untrained", args.untrained)
+            what = f"UNTRAINED ResNet34 at {args.untrained} px (random weights, timing only)"
+        else:
+            model_path = args.model
+            if not model_path.exists():
+                sys.exit(f"speed.py: no model at {model_path}; pass --model, or --untrained 128 to time an "
+                         "untrained ResNet34 of the shipped size")
+            what = str(model_path)
+        clf = Classifier(model_path)
+        card = clf.card
+        photo = Image.fromarray(data.astronaut())  # 512x512, one face
+        photo_path = tmp / "astronaut.jpg"
+        buf = io.BytesIO()
+        photo.save(buf, "JPEG", quality=92)
+        photo_path.write_bytes(buf.getvalue())
+        size = tuple(clf._item.fs[0].size) if clf._item.fs else "?"
+        print("Machine:", machine(threads))
+        print(f"Model: {what}; {card.get('architecture', 'resnet34')}, input {size} px, classes {clf.classes}, "
+              f"face detection {'on' if clf.detector else 'off'}")
+        print("Photo: scikit-image astronaut, 512x512 JPEG, one face")
+        if "latency" not in args.skip:
+            latency(clf, photo, photo_path, model_path, args.reps, threads, args.process_reps, args.compile)
+        if "throughput" not in args.skip:
+            throughput(clf, photo, args.reps)
+        if "video" not in args.skip:
+            video(clf, tmp)
+        if "training" not in args.skip:
+            training(tmp, args.train_batches, args.train_images, args.valid_images)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""The ``python -m scrape`` command.
+
+    python -m scrape run                                  # the default hashtags: maskselfie, selfie
+    python -m scrape run --hashtag maskselfie=with_mask --profile someone=without_mask --posts list.csv
+    python -m scrape hashtag maskselfie facemask --label with_mask --count 100
+    python -m scrape profile some_public_account --label without_mask
+    python -m scrape posts list.csv                       # columns: post (URL or shortcode), label
+    python -m scrape forget CODE_OR_URL ... [--owner NAME]
+
+Exit status: 0 done, 1 done with failures, 2 bad arguments or session file, 3 stopped early
+(rate limit, network, Instagram's refusal: run the same command again later to resume), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .sources import DEFAULT_COUNT, DEFAULT_HASHTAGS, Source, SourceError, parse_mapping, post_list
+
+
+def _common(p: argparse.ArgumentParser, count_default: int | None = DEFAULT_COUNT) -> None:
+    p.add_argument("--dest", type=Path, default=Path("data/raw"), help="destination folder (default: data/raw)")
+    p.add_argument("--count", type=int, default=count_default, metavar="N",
+                   help="at most N images per source, counting earlier runs' (default: %(default)s)")
+    p.add_argument("--session-file", metavar="PATH",
+                   help="log in with this instaloader session file (made by `instaloader --login USER`; "
+                        "must not be readable by others)")
+    p.add_argument("--user", help="user of the session file (default: from its name, session-USER)")
+    p.add_argument("--keep-owner", action="store_true",
+                   help="store the owner's username in the manifest (default: no usernames stored)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    p.add_argument("--max-attempts", type=int, default=3, help="tries per request before giving up (default: 3)")
+    p.add_argument("--max-wait", type=float, default=30 * 60, metavar="SECONDS",
+                   help="longest rate-limit back-off accepted before stopping (default: 1800)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m scrape", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("run", help="several sources at once (default: " +
+                       ", ".join(f"#{t}->{lab}" for t, lab in DEFAULT_HASHTAGS.items()) + ")")
+    p.add_argument("--hashtag", action="append", default=[], metavar="TAG=LABEL")
+    p.add_argument("--profile", action="append", default=[], metavar="USER=LABEL")
+    p.add_argument("--posts", action="append", default=[], metavar="FILE.csv", help="a post list (post,label)")
+    _common(p)
+
+    p = sub.add_parser("hashtag", help="recent posts of hashtags")
+    p.add_argument("tags", nargs="+")
+    p.add_argument("--label", required=True)
+    _common(p)
+
+    p = sub.add_parser("profile", help="posts of public profiles")
+    p.add_argument("users", nargs="+")
+    p.add_argument("--label", required=True)
+    _common(p)
+
+    p = sub.add_parser("posts", help="posts listed in CSV files (columns: post or url or shortcode, label)")
+    p.add_argument("files", nargs="+", type=Path)
+    p.add_argument("--label", default="", help="label for lines without one")
+    _common(p, count_default=None)
+
+    p = sub.add_parser("forget", help="delete every image and manifest row of posts or owners")
+    p.add_argument("posts", nargs="*", help="shortcodes or post URLs")
+    p.add_argument("--owner", action="append", default=[], help="a username (matches where owners were stored "
+                   "and profile sources)")
+    p.add_argument("--dest", type=Path, default=Path("data/raw"))
+    return parser
+
+
+def sources_from_args(args: argparse.Namespace) -> list[Source]:
+    if args.command == "hashtag":
+        return [Source("hashtag", t, args.label, args.count) for t in args.tags]
+    if args.command == "profile":
+        return [Source("profile", u, args.label, args.count) for u in args.users]
+    if args.command == "posts":
+        return [post_list(f, args.label, args.count) for f in args.files]
+    found = [Source("hashtag", *parse_mapping(m), args.count) for m in args.hashtag]
+    found += [Source("profile", *parse_mapping(m), args.count) for m in args.profile]
+    found += [post_list(f, limit=None) for f in args.posts]
+    return found or [Source("hashtag", t, lab, args.count) for t, lab in DEFAULT_HASHTAGS.items()]
+
+
+def _forget(args: argparse.Namespace) -> int:
+    from .manifest import forget
+
+    if not args.posts and not args.owner:
+        print("python -m scrape forget: name at least one post or --owner", file=sys.stderr)
+        return 2
+    removed = forget(args.dest, args.posts, args.owner)
+    for r in removed:
+        print(f"removed {r.file}")
+    print(f"forgot {len(removed)} image(s); these posts will not be downloaded again "
+          f"(listed in {args.dest / 'forgotten.txt'})", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "forget":
+            return _forget(args)
+        sources = sources_from_args(args)
+    except SourceError as e:
+        print(f"python -m scrape: {e}", file=sys.stderr)
+        return 2
+
+    from .run import scrape
+    from .session import SessionFileError
+
+    try:
+        summary = scrape(sources, args.dest, session_file=args.session_file, user=args.user,
+                         keep_owner=args.keep_owner, progress=args.progress, max_attempts=args.max_attempts,
+                         max_wait=args.max_wait)
+    except SessionFileError as e:
+        print(f"python -m scrape: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt as e:
+        done = getattr(e, "summary", None)
+        print(f"\ninterrupted{f': {done}' if done else ''}\nNothing half-written is kept; run the same command "
+              "again to resume.", file=sys.stderr)
+        return 130
+    print(summary, file=sys.stderr)
+    if summary.stopped:
+        return 3
+    return 1 if summary.failed else 0
