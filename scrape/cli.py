@@ -37,8 +37,11 @@ def _common(p: argparse.ArgumentParser, count_default: int | None = DEFAULT_COUN
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m scrape", description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m scrape", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Collect selfies from Instagram into DEST/<label>/ with DEST/manifest.csv (resumable, "
+                    "pictures only, no usernames stored unless --keep-owner).",
+        epilog="examples:\n" + __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="several sources at once (default: " +

@@ -77,6 +77,8 @@ def explain(err: BaseException) -> str:
     if isinstance(err, BackoffTooLong):
         return f"stopped: {err}; {RESUME_HINT}"
     if isinstance(err, (LoginRequiredException, PrivateProfileNotFollowedException)):
+        # instaloader's own advice names its command's options; ours are in LOGIN_HINT.
+        first = first.replace(" Use --login or --load-cookies.", "").strip()
         return f"Instagram wants a login here ({first}): {LOGIN_HINT}"
     if isinstance(err, AbortDownloadException):
         return (f"stopped: Instagram refused to go on ({first}). If you use a session file, log in again with "

@@ -47,8 +47,9 @@ class SourceSummary:
 @dataclass
 class Summary:
     """Counts of the run. ``new``: images stored; ``skipped``: posts already there, forgotten, or videos,
-    and images whose content was already there; ``failed``: posts (or list lines) that could not be had.
-    ``stopped`` says why the run ended early (it can be resumed), ``None`` if it went through."""
+    and images whose content was already there; ``failed``: posts (or list lines) that could not be had,
+    listed in ``failures``, and sources given up (their ``error``). ``stopped`` says why the run ended
+    early (it can be resumed), ``None`` if it went through."""
 
     new: int = 0
     skipped: int = 0
@@ -136,7 +137,7 @@ class _Run:
             result = download_post(self.loader, post, label=label, source=key, dest=self.dest,
                                    manifest=self.manifest, limit=remaining,
                                    owner=(owner or "") if self.keep_owner else "")
-        except Exception as err:  # noqa: BLE001 - sorted by errors.severity
+        except Exception as err:  # sorted by errors.severity
             level = errors.severity(err)
             if level == errors.STOP:
                 raise _Stop(errors.explain(err)) from err
@@ -158,36 +159,47 @@ class _Run:
                   desc=str(source), unit="img", file=sys.stderr, disable=not self.progress) as bar:
             try:
                 scan: int | None = None
+                items: Iterator[Post | tuple[str, str]]
                 if source.kind == "posts":
                     refs, bad = read_post_list(source.name, source.label)
                     for line in bad:
                         self.summary.add(src, "failed")
                         self.summary.failures.append(f"{src.source}: {line}")
-                    items: Iterator[tuple[str | Post, str]] = ((r.shortcode, r.label) for r in refs)
+                    items = iter([(r.shortcode, r.label) for r in refs])
                 elif source.limit is not None and have >= source.limit:
                     items = iter(())  # already complete: not a single request
                 else:
-                    items = ((p, source.label) for p in _posts_of(self.loader, source))
+                    items = _posts_of(self.loader, source)
                     scan = None if source.limit is None else max(source.limit * SCAN_FACTOR, 50)
-                looked_at = 0
+                looked_at = errors_in_a_row = 0
                 while scan is None or looked_at < scan:
                     remaining = None if source.limit is None else source.limit - self.manifest.per_source[key]
                     if remaining is not None and remaining <= 0:
                         break  # checked before asking for the next post, which may cost a request
-                    item_label = next(items, None)
-                    if item_label is None:
+                    try:
+                        item = next(items)
+                    except StopIteration:
                         break
+                    except Exception as err:
+                        # A profile's iterator fetches each post's metadata as it lists it: one post that
+                        # fails there (deleted meanwhile) is skipped, but not a listing that keeps failing.
+                        if errors.severity(err) != errors.ITEM or errors_in_a_row >= 2:
+                            raise
+                        errors_in_a_row += 1
+                        self._fail(src, "a listed post", err)
+                        continue
+                    errors_in_a_row = 0
                     looked_at += 1
-                    self._one_post(item_label[0], source, item_label[1], key, src, remaining, bar)
+                    post, label = item if isinstance(item, tuple) else (item, source.label)
+                    self._one_post(post, source, label, key, src, remaining, bar)
                     bar.set_postfix(skipped=src.skipped, failed=src.failed, refresh=False)
             except _Stop:
                 raise
-            except Exception as err:  # noqa: BLE001 - sorted by errors.severity
+            except Exception as err:  # sorted by errors.severity
                 if errors.severity(err) == errors.STOP:
                     raise _Stop(errors.explain(err)) from err
-                src.error = errors.explain(err)
+                src.error = errors.explain(err)  # shown on the source's line of the summary
                 self.summary.add(src, "failed")
-                self.summary.failures.append(f"{src.source}: {src.error}")
 
 
 def scrape(sources: Iterable[Source], dest: str | Path = "data/raw", *, session_file: str | Path | None = None,

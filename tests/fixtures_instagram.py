@@ -164,8 +164,10 @@ class FakeInstagram:
                     return requests.exceptions.ConnectionError(f"Connection reset by peer ({route})")
                 if f.status == "login":
                     return (302, {"Location": LOGIN_URL}, "")
+                message = ("Please wait a few minutes before you try again." if f.status == 429
+                           else f"HTTP {f.status}")
                 return (int(f.status), {"Content-Type": "application/json"},
-                        json.dumps({"message": "Please wait a few minutes before you try again.", "status": "fail"}))
+                        json.dumps({"message": message, "status": "fail"}))
         return None
 
     def _answer(self, route: str, key: str, make: Callable[[], tuple]):

@@ -144,6 +144,16 @@ def test_limit_counts_earlier_runs_and_a_rerun_fetches_nothing(fake, tmp_path):
     assert [n for n in fake.requested("image")].count("TAGpost00_1.jpg") == 1
 
 
+def test_limit_is_strict_within_a_carousel(fake, tmp_path):
+    fake.add_post("CAROUSEL01", nodes=[make_jpeg(30), make_jpeg(31), make_jpeg(32)])
+    fake.add_post("SINGLEpost")
+    fake.hashtags["maskselfie"] = ["CAROUSEL01", "SINGLEpost"]
+    summary = run(tmp_path / "raw", hashtags({"maskselfie": "with_mask"}, limit=2))
+    assert summary.new == 2
+    assert sorted(files_on_disk(tmp_path / "raw")) == ["with_mask/CAROUSEL01_1.jpg", "with_mask/CAROUSEL01_2.jpg"]
+    assert "SINGLEpost" not in [n.split("_")[0] for n in fake.requested("image")]
+
+
 # -- resume after an interruption ---------------------------------------------------------------------------
 
 def test_interrupted_download_leaves_no_partial_file_and_resumes(fake, tmp_path):
@@ -285,13 +295,19 @@ def test_deleted_posts_fail_alone(fake, tmp_path):
     fake.add_post("GOODpost02")
     fake.hashtags["maskselfie"] = ["EXPIREDimg", "GOODpost02"]
     fake.fault("image", 404, times=None, match="EXPIREDimg_1.jpg")
+    for code in ("PROFok0001", "PROFgone01", "PROFok0002"):  # a profile lists a post deleted meanwhile
+        fake.add_post(code, owner="pat")
+    fake.deleted.add("PROFgone01")
+    fake.profiles["pat"] = ["PROFok0001", "PROFgone01", "PROFok0002"]
     csv = write_list(tmp_path / "l.csv", ["post,label", "GONEpost01,with_mask", "GOODpost01,with_mask"])
 
-    summary = run(tmp_path / "raw", [post_list(csv)] + hashtags({"maskselfie": "with_mask"}))
+    summary = run(tmp_path / "raw", [post_list(csv), Source("profile", "pat", "without_mask")]
+                  + hashtags({"maskselfie": "with_mask"}))
 
-    assert summary.stopped is None and summary.new == 2 and summary.failed == 2, str(summary)
-    assert sum("not found" in f for f in summary.failures) == 2
-    assert sorted(r.shortcode for r in consistent(tmp_path / "raw")) == ["GOODpost01", "GOODpost02"]
+    assert summary.stopped is None and summary.new == 4 and summary.failed == 3, str(summary)
+    assert sum("not found" in f for f in summary.failures) == 3
+    assert sorted(r.shortcode for r in consistent(tmp_path / "raw")) == [
+        "GOODpost01", "GOODpost02", "PROFok0001", "PROFok0002"]
 
 
 def test_post_list_with_bad_lines(fake, tmp_path):
@@ -394,7 +410,7 @@ def run_notebook_cells(path: Path, params: dict, cwd: Path) -> dict:
     os.chdir(cwd)
     try:
         for i, cell in enumerate(c for c in nb["cells"] if c["cell_type"] == "code"):
-            exec(compile("".join(cell["source"]), f"{path.name}:cell{i}", "exec"), ns)  # noqa: S102
+            exec(compile("".join(cell["source"]), f"{path.name}:cell{i}", "exec"), ns)
             if "parameters" in cell.get("metadata", {}).get("tags", []):
                 ns.update(params)
     finally:
