@@ -46,8 +46,11 @@ def layout_from(args: argparse.Namespace) -> Layout:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``clean`` subcommand, with its own subcommands, to ``subparsers``."""
     common = _layout_options()
+    steps = __doc__.split("\n\n")[1]  # the table of commands in this module's docstring
     p = subparsers.add_parser("clean", help="verify, deduplicate and relabel training photos (see 02_clean.ipynb)",
-                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                              description="The steps between scraping and training (notebooks/02_clean.ipynb):\n\n"
+                              + steps + "\n\nEach step takes --data DIR (default: data) or --raw/--clean/--rejected/"
+                              "--cache.", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="clean_command", required=True, metavar="STEP")
 
     v = sub.add_parser("verify", parents=[common], help="copy usable photos to clean/, reject the rest with reasons")
@@ -59,7 +62,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     for q in (d, a):
         q.add_argument("--threshold", type=int, default=DEFAULT_THRESHOLD,
                        help=f"largest Hamming distance (of 64 bits) between near duplicates (default "
-                            f"{DEFAULT_THRESHOLD}; 0: exact and re-encoded copies only)")
+                            f"{DEFAULT_THRESHOLD}; 0: identical hashes only)")
         q.add_argument("--no-mirror", dest="mirror", action="store_false",
                        help="do not treat mirrored images as duplicates")
         q.add_argument("--dry-run", action="store_true", help="report the clusters, move nothing")

@@ -7,6 +7,7 @@ import csv
 import sys
 from pathlib import Path
 
+from . import clean_cli
 from .watch_cli import add_parser as add_watch_parser
 
 
@@ -146,5 +147,6 @@ def main(argv: list[str] | None = None) -> int:
     _add_train(sub)
     _add_predict(sub)
     add_watch_parser(sub)
+    clean_cli.add_parser(sub)
     args = parser.parse_args(argv)
-    return {"train": _train, "predict": _predict, "watch": _watch}[args.command](args)
+    return {"train": _train, "predict": _predict, "watch": _watch, "clean": clean_cli.run}[args.command](args)

@@ -24,7 +24,6 @@ from pathlib import Path
 from .card import read_card, write_card
 from .clean import REJECT_FIELDS, Layout, append_rows, now, read_rows, set_aside, unique_dest, write_rows
 from .crops import list_labelled_images
-from .data import DEFAULT_SEED, DEFAULT_VALID_PCT
 from .images import ImageError, load_image
 
 REJECT = "rejected"
@@ -256,17 +255,20 @@ def backup_model(path: str | Path, suffix: str = ".bak") -> Path | None:
 
 
 def compare_models(old_pkl: str | Path, new_pkl: str | Path, folder: str | Path, classes: list[str] | None = None,
-                   valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED, bs: int = 32) -> dict:
-    """Both models on the same validation photos of ``folder`` (the project's seeded split).
+                   valid_pct: float | None = None, seed: int | None = None, bs: int = 32) -> dict:
+    """Both models on the same validation photos of ``folder`` (the project's seeded split; defaults: training's).
 
     Returns ``{"old": metrics, "new": metrics, "n", "predictions"}`` where the
     metrics are :func:`selfiemask.training.class_metrics` (plus the card's data
     fingerprint) and ``predictions`` lists per photo the label and both verdicts.
     """
+    from .data import DEFAULT_SEED, DEFAULT_VALID_PCT  # fastai: imported only when a model is needed
     from .predict import Classifier
     from .training import class_metrics, validation_items
 
     folder = Path(folder)
+    valid_pct = DEFAULT_VALID_PCT if valid_pct is None else valid_pct
+    seed = DEFAULT_SEED if seed is None else seed
     items = validation_items(folder, classes, valid_pct, seed)
     if not items:
         raise ValueError(f"no validation photos in {folder} (valid_pct={valid_pct}): add photos or raise valid_pct")

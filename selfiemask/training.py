@@ -23,6 +23,8 @@ from .hashing import fingerprint, sha256_file
 from .pretrained import resolve_pretrained
 
 ARCH = "resnet34"
+#: The checkout this package lives in: caches go to its data/ whatever the working directory.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -51,7 +53,7 @@ def default_crop_cache(data_dir: Path) -> Path:
     import hashlib
 
     tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
-    return Path("data/cache/crops") / f"{data_dir.resolve().name}-{tag}"
+    return PROJECT_ROOT / "data" / "cache" / "crops" / f"{data_dir.resolve().name}-{tag}"
 
 
 def _log(msg: str) -> None:
