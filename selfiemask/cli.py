@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 
 from . import clean_cli
+from . import distributed as dist
 from .watch_cli import add_parser as add_watch_parser
+
+DISTRIBUTED_HELP = "one of several processes started by torchrun or accelerate launch (see the README)"
 
 
 def _add_train(sub) -> None:
@@ -31,6 +34,7 @@ def _add_train(sub) -> None:
                    help="2: with_mask/without_mask; 3: adds incorrect_mask (needs that folder)")
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its last epoch")
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
 
 
 def _add_predict(sub) -> None:
@@ -41,6 +45,7 @@ def _add_predict(sub) -> None:
     p.add_argument("--faces", action="store_true", help="one row per face: path,face,box,label,confidence,error")
     p.add_argument("--whole-image", action="store_true", help="classify whole photos, without face detection")
     p.add_argument("--bs", type=int, default=32, help="batch size")
+    p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
 
 
 def _train(args) -> int:
@@ -51,7 +56,7 @@ def _train(args) -> int:
     cfg = TrainConfig(data_dir=args.data_dir, out=args.out, epochs=args.epochs, size=args.size, bs=args.bs,
                       pretrained=args.pretrained, crops=args.crops, crop_cache=args.crop_cache,
                       classes=THREE_CLASSES if args.classes == 3 else TWO_CLASSES, lr=args.lr,
-                      resume=args.resume, seed=args.seed)
+                      resume=args.resume, seed=args.seed, distributed=args.distributed)
     try:
         card = train(cfg)
     except (FileNotFoundError, PretrainedUnavailable, ValueError) as e:
@@ -61,6 +66,8 @@ def _train(args) -> int:
         print(f"\nselfiemask train: interrupted; {args.out} is unchanged. Run again with --resume to continue.",
               file=sys.stderr)
         return 130
+    if not card:  # not the main process of a distributed run: that one reports
+        return 0
     v = card["validation"]
     print(f"{args.out}: validation accuracy {v['accuracy']:.2%} on {v['n']} images")
     for c, m in v["per_class"].items():
@@ -97,9 +104,10 @@ def _predict(args) -> int:
     from .predict import DEFAULT_MODEL, Classifier
 
     try:
+        dist.setup(args.distributed)
         detect = False if args.whole_image else (True if args.faces else None)
         clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect)
-    except ModelError as e:
+    except (ModelError, ValueError) as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2
     paths = find_images(args.paths)
@@ -110,6 +118,8 @@ def _predict(args) -> int:
 
     fields = FACE_FIELDS if args.faces else PREDICT_FIELDS
     writer = csv.DictWriter(sys.stdout, fields, lineterminator="\n") if args.csv else None
+    if dist.active():
+        return _predict_shard(args, clf, paths, writer)
     if writer:
         writer.writeheader()
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=len(paths) < 20)
@@ -119,17 +129,41 @@ def _predict(args) -> int:
             for res in clf.analyze_files(paths[start:start + 256], bs=args.bs, progress=bar.update):
                 errors += bool(res.error)
                 for row in result_rows(res, args.faces):
-                    if writer:
-                        writer.writerow(row)
-                    elif row["label"] == "error":
-                        print(f"{row['path']}: error: {row['error']}")
-                    else:
-                        extra = (f" face {row['face']} at {row['box']}" if args.faces
-                                 else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')})")
-                        print(f"{row['path']}: {row['label']} {float(row['confidence']):.1%}{extra}")
+                    _print_row(row, writer, args.faces)
             sys.stdout.flush()
     finally:
         bar.close()
+    if errors:
+        print(f"selfiemask predict: {errors} of {len(paths)} file(s) could not be read", file=sys.stderr)
+    return 0
+
+
+def _print_row(row: dict, writer, per_face: bool) -> None:
+    if writer:
+        writer.writerow(row)
+    elif row["label"] == "error":
+        print(f"{row['path']}: error: {row['error']}")
+    else:
+        extra = (f" face {row['face']} at {row['box']}" if per_face
+                 else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')})")
+        print(f"{row['path']}: {row['label']} {float(row['confidence']):.1%}{extra}")
+
+
+def _predict_shard(args, clf, paths: list, writer) -> int:
+    """Each process classifies its contiguous share of ``paths``; the main one prints all rows in input order."""
+    mine = dist.shard_range(len(paths))
+    results = clf.analyze_files(paths[mine.start:mine.stop], bs=args.bs)
+    part = [(i, row) for i, res in zip(mine, results) for row in result_rows(res, args.faces)]
+    parts = dist.gather(part)  # over the process group: no shared folder needed across nodes
+    dist.shutdown()
+    if parts is None:
+        return 0
+    rows = dist.merge_parts(parts, len(paths))
+    if writer:
+        writer.writeheader()
+    for row in rows:
+        _print_row(row, writer, args.faces)
+    errors = sum(r["label"] == "error" for r in rows)  # an unreadable file has exactly one row
     if errors:
         print(f"selfiemask predict: {errors} of {len(paths)} file(s) could not be read", file=sys.stderr)
     return 0

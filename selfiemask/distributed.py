@@ -33,6 +33,11 @@ def rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
 
+def local_rank() -> int:
+    """This process's rank on its own machine (0 without a launcher)."""
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
 def is_main() -> bool:
     """True on the process that writes files and prints results: rank 0."""
     return rank() == 0
@@ -45,8 +50,8 @@ def active() -> bool:
     return world_size() > 1 and td.is_available() and td.is_initialized()
 
 
-#: Minutes a process may wait in one collective. The others wait while the main process alone
-#: crops a whole data set (:func:`on_main`), which can take longer than torch's default 30.
+#: Minutes a process may wait in one collective. The others wait while one process crops a
+#: whole data set (:func:`on_main`), which can take longer than torch's default 30.
 TIMEOUT_ENV = "SELFIEMASK_DIST_TIMEOUT_MIN"
 DEFAULT_TIMEOUT_MIN = 180.0
 
@@ -78,6 +83,20 @@ def init() -> bool:
     return True
 
 
+def setup(requested: bool) -> bool:
+    """What the ``--distributed`` flag promises, checked against how the process was started.
+
+    Without the flag under a launcher, every process would train and export on its
+    own (or print every row N times), and fastai would fail obscurely on its first
+    gather: say so instead. Returns True when this process joined a multi-process run.
+    """
+    if requested:
+        return init()
+    if world_size() > 1:
+        raise ValueError(f"started as one of {world_size()} processes by a launcher: add --distributed")
+    return False
+
+
 def barrier() -> None:
     """Wait for every process; a no-op in a single process."""
     if active():
@@ -96,19 +115,19 @@ def shutdown() -> None:
     if active():
         import torch.distributed as td
 
-        td.barrier()
+        barrier()
         td.destroy_process_group()
 
 
-def broadcast(obj: T) -> T:
-    """The main process's ``obj`` on every process (any picklable object)."""
+def all_gather(obj: T) -> list[T]:
+    """Every process's ``obj``, in rank order, on every process."""
     if not active():
-        return obj
+        return [obj]
     import torch.distributed as td
 
-    box = [obj]
-    td.broadcast_object_list(box, src=0)
-    return box[0]
+    out: list[Any] = [None] * world_size()
+    td.all_gather_object(out, obj)
+    return out
 
 
 def gather(obj: T) -> list[T] | None:
@@ -147,32 +166,37 @@ def single_process() -> Iterator[None]:
 
 
 class MainProcessFailed(RuntimeError):
-    """Raised on the other processes when a step run by the main process alone failed there."""
+    """Raised on the other processes when a step run by the main process(es) alone failed there."""
 
 
-def on_main(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-    """Run ``fn`` on the main process alone and hand its result to every process.
+def on_main(fn: Callable[..., T], *args: Any, per_node: bool = False, **kwargs: Any) -> T:
+    """Run ``fn`` on the main process alone and hand its result (rank 0's) to every process.
 
     For steps whose result must be the same everywhere and that must not run
-    twice at once: the face-crop pass writes a shared cache, and lr_find must
-    give one learning rate (each process measuring its own would let the DDP
-    replicas drift apart). The others wait in the broadcast. A failure on the
-    main process is passed on, so the others stop instead of waiting forever.
+    twice at once: lr_find must give one learning rate (each process measuring
+    its own would let the DDP replicas drift apart). ``per_node``: run it on the
+    first process of every machine instead, for steps that fill a cache on local
+    disk (face crops, downloaded weights) that every process of that machine reads.
+    The others wait; a failure is passed on to every process, so none waits forever.
     """
     if not active():
         return fn(*args, **kwargs)
-    if is_main():
+    runs_here = local_rank() == 0 if per_node else is_main()
+    outcome: tuple[str, Any] = ("ok", None)
+    error: BaseException | None = None
+    if runs_here:
         try:
             with single_process():
-                result = fn(*args, **kwargs)
+                outcome = ("ok", fn(*args, **kwargs))
         except BaseException as e:
-            broadcast(("error", f"{type(e).__name__}: {e}"))
-            raise
-        return broadcast(("ok", result))[1]
-    status, result = broadcast(None)
-    if status == "error":
-        raise MainProcessFailed(f"the main process failed: {result}")
-    return result
+            outcome, error = ("error", f"{type(e).__name__}: {e}"), e
+    outcomes = all_gather(outcome)  # also the barrier: nobody goes on before every runner is done
+    if error is not None:
+        raise error
+    failed = [msg for status, msg in outcomes if status == "error"]
+    if failed:
+        raise MainProcessFailed(f"the main process failed: {failed[0]}")
+    return outcomes[0][1]
 
 
 def shard_range(n: int, rank_: int | None = None, world: int | None = None) -> range:

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import distributed as dist
 from .card import write_card
 from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder, list_labelled_images
 from .data import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_VALID_PCT, is_valid_item, make_dls
@@ -46,6 +47,7 @@ class TrainConfig:
     callbacks: list = field(default_factory=list)  # extra fastai callbacks for the fit (e.g. a logger)
     num_workers: int | None = None
     notes: dict = field(default_factory=dict)
+    distributed: bool = False  # one of several processes started by torchrun / accelerate launch
 
 
 def default_crop_cache(data_dir: Path) -> Path:
@@ -57,7 +59,8 @@ def default_crop_cache(data_dir: Path) -> Path:
 
 
 def _log(msg: str) -> None:
-    print(f"[selfiemask] {msg}", file=sys.stderr, flush=True)
+    if dist.is_main():  # one copy of each line, not one per process
+        print(f"[selfiemask] {msg}", file=sys.stderr, flush=True)
 
 
 def class_metrics(y_true: list[int], y_pred: list[int], vocab: list[str]) -> dict:
@@ -107,24 +110,26 @@ class _Checkpoint:
             order = 90
 
             def after_epoch(self):
-                self.learn.save("checkpoint", with_opt=True)
-                ckpt.meta.write_text(json.dumps({"epochs_done": self.epoch + 1, "settings": ckpt.settings}))
+                self.learn.save("checkpoint", with_opt=True)  # fastai saves on rank 0 only
+                if dist.is_main():
+                    ckpt.meta.write_text(json.dumps({"epochs_done": self.epoch + 1, "settings": ckpt.settings}))
 
         return SaveEachEpoch()
 
 
 def train(cfg: TrainConfig) -> dict:
-    """Run the whole pipeline and return the model card."""
-    from fastai.vision.all import accuracy, minimum, steep, valley, vision_learner
+    """Run the whole pipeline and return the model card ({} on all but the main process of a distributed run)."""
+    from fastai.vision.all import accuracy, vision_learner
     from torchvision.models import resnet34
 
     started = time.time()
+    dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
     data_dir = Path(cfg.data_dir)
     if not data_dir.is_dir():
         hint = " (../shared is only beside the project's own checkout; pass your own folder)" \
             if "shared" in str(data_dir) else ""
         raise FileNotFoundError(f"training folder not found: {data_dir}{hint}")
-    pretrained, how = resolve_pretrained(cfg.pretrained)
+    pretrained, how = dist.on_main(resolve_pretrained, cfg.pretrained, per_node=True)  # one download each
     if not pretrained:
         _log("*** Training FROM SCRATCH (no ImageNet weights). Expect lower accuracy; the card records it. ***")
     sources = list_labelled_images(data_dir, cfg.classes)
@@ -139,7 +144,7 @@ def train(cfg: TrainConfig) -> dict:
     elif cfg.crops:
         cache = cfg.crop_cache or default_crop_cache(data_dir)
         _log(f"detecting faces in {len(sources)} photos (cached in {cache})")
-        summary = crop_folder(data_dir, cache, cfg.classes)
+        summary = dist.on_main(crop_folder, data_dir, cache, cfg.classes, per_node=True)  # one writer per cache
         _log(f"face crops: {summary.face} faces, {summary.whole} photos kept whole, {summary.failed} unreadable; "
              f"{summary.reused} reused from the cache")
         train_dir = cache
@@ -176,32 +181,43 @@ def train(cfg: TrainConfig) -> dict:
         learn.load("checkpoint", with_opt=True)
         _log(f"resuming after epoch {start_epoch} of {cfg.epochs}")
     if lr is None:
-        _log("lr_find: choosing the learning rate")
-        if pretrained:
-            learn.freeze()
-        sug = learn.lr_find(suggest_funcs=(minimum, steep, valley), show_plot=True)
-        lr = float(sug.valley)
-        lr_info = {k: float(getattr(sug, k)) for k in ("minimum", "steep", "valley")}
-        import matplotlib.pyplot as plt
-
-        save_figure(plt.gcf(), out.with_name(f"{out.stem}.lr_find.png"))
+        lr, lr_info = dist.on_main(_find_lr, learn, pretrained, out)  # one rate for every process
     ckpt.settings["lr_used"] = lr
     cbs = [ckpt.callback(), *cfg.callbacks]
-    if pretrained:
-        # fine_tune: frozen body first, then all layers with discriminative rates.
-        if not start_epoch:
-            learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, cbs=cbs)
+    with dist.distrib_ctx(learn):  # DDP through fastai + Accelerate; nothing in a single process
+        if pretrained:
+            # fine_tune: frozen body first, then all layers with discriminative rates.
+            if not start_epoch:
+                learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, cbs=cbs)
+            else:
+                learn.unfreeze()
+                learn.fit_one_cycle(cfg.epochs, slice(lr / 100, lr / 2), start_epoch=start_epoch, cbs=cbs)
+            schedule = {"freeze_epochs": cfg.freeze_epochs, "unfrozen_epochs": cfg.epochs,
+                        "lr_max": [lr / 100, lr / 2]}
         else:
-            learn.unfreeze()
-            learn.fit_one_cycle(cfg.epochs, slice(lr / 100, lr / 2), start_epoch=start_epoch, cbs=cbs)
-        schedule = {"freeze_epochs": cfg.freeze_epochs, "unfrozen_epochs": cfg.epochs,
-                    "lr_max": [lr / 100, lr / 2]}
-    else:
-        learn.fit_one_cycle(cfg.epochs, lr, start_epoch=start_epoch, cbs=cbs)
-        schedule = {"epochs": cfg.epochs, "lr_max": lr}
+            learn.fit_one_cycle(cfg.epochs, lr, start_epoch=start_epoch, cbs=cbs)
+            schedule = {"epochs": cfg.epochs, "lr_max": lr}
 
-    return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started,
-                   {"pretrained": pretrained, "weights": how, "training": {**schedule, "lr_find": lr_info}})
+    training = {**schedule, "lr_find": lr_info, "world_size": dist.world_size()}
+    dist.shutdown()
+    if not dist.is_main():
+        return {}  # the main process validates, exports and writes the card alone
+    with dist.single_process():
+        return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started,
+                       {"pretrained": pretrained, "weights": how, "training": training})
+
+
+def _find_lr(learn, pretrained: bool, out: Path) -> tuple[float, dict]:
+    """fastai's lr_find; returns the valley rate and all suggestions, and saves the plot beside the export."""
+    import matplotlib.pyplot as plt
+    from fastai.vision.all import minimum, steep, valley
+
+    _log("lr_find: choosing the learning rate")
+    if pretrained:
+        learn.freeze()
+    sug = learn.lr_find(suggest_funcs=(minimum, steep, valley), show_plot=True)
+    save_figure(plt.gcf(), out.with_name(f"{out.stem}.lr_find.png"))
+    return float(sug.valley), {k: float(getattr(sug, k)) for k in ("minimum", "steep", "valley")}
 
 
 def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra: dict) -> dict:

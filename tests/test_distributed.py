@@ -58,7 +58,7 @@ def test_one_process_needs_no_launcher(monkeypatch):
         monkeypatch.delenv(var, raising=False)
     assert (dist.world_size(), dist.rank(), dist.is_main(), dist.active()) == (1, 0, True, False)
     assert dist.on_main(lambda a, b=0: a + b, 2, b=3) == 5
-    assert dist.broadcast({"x": 1}) == {"x": 1} and dist.gather("part") == ["part"]
+    assert dist.gather("part") == ["part"] and dist.all_gather({"x": 1}) == [{"x": 1}]
     dist.barrier()
     dist.shutdown()
     learn = object()  # not a Learner: fastai must not be touched at all
@@ -68,7 +68,14 @@ def test_one_process_needs_no_launcher(monkeypatch):
         assert dist.init() is False
     monkeypatch.setenv("ACCELERATE_USE_CPU", "True")
     with pytest.warns(UserWarning, match="--multi_gpu"):
-        assert dist.init() is False
+        assert dist.setup(True) is False
+    assert dist.setup(False) is False
+
+
+def test_a_launched_process_without_the_flag_is_refused(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(ValueError, match="add --distributed"):
+        dist.setup(False)
 
 
 def test_single_process_view_is_restored(monkeypatch):
@@ -121,12 +128,14 @@ def accelerate_launch(*args, cwd: Path, **kw) -> subprocess.CompletedProcess:
                 "--main_process_port", free_port(), *args], cwd, **kw)
 
 
-def test_a_failure_on_the_main_process_stops_the_others(tmp_path):
-    script = tmp_path / "fail.py"
+def test_steps_on_the_main_process_and_their_failures(tmp_path):
+    script = tmp_path / "steps.py"
     script.write_text(textwrap.dedent("""
+        import os, tempfile
         from selfiemask import distributed as dist
         assert dist.init()
-        assert dist.on_main(dist.rank) == 0  # the main process's answer, everywhere
+        print("rank", dist.rank(), "pid", os.getpid(), "main's answer", dist.on_main(os.getpid))
+        dist.on_main(tempfile.mkstemp, dir="made", per_node=True)  # once per machine: here, once
         try:
             dist.on_main(lambda: 1 / 0)
         except ZeroDivisionError:
@@ -136,9 +145,15 @@ def test_a_failure_on_the_main_process_stops_the_others(tmp_path):
         dist.shutdown()
         print("left the group" if not dist.active() else "still in the group")
     """))
+    (tmp_path / "made").mkdir()
     # A process left waiting would time out in its collective after a minute instead of three hours.
     res = torchrun(script, cwd=tmp_path, env={dist.TIMEOUT_ENV: "1"}, timeout=150)
     assert res.returncode == 0, res.stderr[-4000:]
+    seen = sorted(line.split() for line in res.stdout.splitlines() if line.startswith("rank "))
+    assert [s[1] for s in seen] == ["0", "1"]
+    main_pid = seen[0][3]
+    assert [s[-1] for s in seen] == [main_pid, main_pid]  # rank 0's result, on both
+    assert len(list((tmp_path / "made").iterdir())) == 1
     assert "main: raised" in res.stdout
     assert "other: stopped (the main process failed: ZeroDivisionError" in res.stdout
     assert res.stdout.count("left the group") == 2
