@@ -241,7 +241,6 @@ def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra:
     tmp = out.with_name(out.name + ".tmp")
     if hasattr(learn, "mixed_precision"):
         learn.to_fp32()
-    learn.remove_cbs([cb for cb in learn.cbs if type(cb).__name__ == "SaveEachEpoch"])
     learn.path, learn.model_dir = Path("."), "models"
     learn.export(tmp.resolve())
     digest = sha256_file(tmp)
