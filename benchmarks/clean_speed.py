@@ -2,8 +2,8 @@
 
 Generates N small pictures (96x96 JPEG, random content) under raw/<label>/ in a
 temporary folder, one in ``--every`` followed by a planted copy (exact, resized,
-re-encoded or mirrored, in turn), then runs :func:`selfiemask.clean.verify` and
-:func:`selfiemask.dedupe.dedupe` twice. The second run is what a re-run costs:
+re-encoded or mirrored, in turn), then runs :func:`selfiemask.curate.verify.verify` and
+:func:`selfiemask.curate.dedupe.dedupe` twice. The second run is what a re-run costs:
 every file's sha256 is read again, everything else comes from the caches.
 
     python benchmarks/clean_speed.py [--n 10000] [--every 50] [--keep DIR]
@@ -24,8 +24,9 @@ from PIL import Image, ImageOps
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfiemask.clean import Layout, verify  # noqa: E402
-from selfiemask.dedupe import dedupe  # noqa: E402
+from selfiemask.curate.dedupe import dedupe  # noqa: E402
+from selfiemask.curate.verify import verify  # noqa: E402
+from selfiemask.paths import Layout  # noqa: E402
 
 LABELS = ("with_mask", "without_mask")
 COPIES = ("exact", "resized", "reencoded", "mirrored")

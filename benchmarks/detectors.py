@@ -18,9 +18,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from selfiemask.crops import list_labelled_images  # noqa: E402
 from selfiemask.faces import DetectorSettings, FaceDetector  # noqa: E402
-from selfiemask.images import load_image  # noqa: E402
+from selfiemask.images import (
+    list_labelled_images,  # noqa: E402
+    load_image,  # noqa: E402
+)
 
 
 def haar():

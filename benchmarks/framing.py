@@ -23,10 +23,11 @@ from PIL import ImageOps
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from selfiemask.data import validation_items  # noqa: E402
+from selfiemask.evaluate import class_metrics  # noqa: E402
 from selfiemask.faces import FaceDetector  # noqa: E402
 from selfiemask.images import load_image  # noqa: E402
 from selfiemask.predict import Classifier  # noqa: E402
-from selfiemask.training import class_metrics, validation_items  # noqa: E402
 
 
 def variants(img, face_box):

@@ -152,7 +152,7 @@ def latency(clf, photo, photo_path: Path, model_path: Path, reps: int, threads: 
 
     row("Classifier(model) load in a warm process (sha256 check, unpickle)", lambda: Classifier(model_path), 3, 0)
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
-    imports = [sys.executable, "-c", "import selfiemask.cli, selfiemask.predict, fastai.learner, "
+    imports = [sys.executable, "-c", "import selfiemask.commands, selfiemask.predict, fastai.learner, "
                "fastai.vision.augment, facenet_pytorch"]
     subprocess.run(imports, capture_output=True, env=env, cwd=ROOT, check=True)
     row("python process: interpreter + imports only (torch, fastai, facenet)",
@@ -208,7 +208,7 @@ def _med(values: list[float]) -> str:
 def video(clf, folder: Path) -> None:
     from test_watch import write_clip
 
-    from selfiemask.watch import watch
+    from selfiemask.video import watch
 
     rows = []
     for size in ((320, 240), (640, 480)):

@@ -20,7 +20,6 @@ from pathlib import Path
 
 import instaloader
 from instaloader import Post
-
 from selfiemask.hashing import sha256_file
 
 from .manifest import Manifest, Row

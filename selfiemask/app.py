@@ -17,11 +17,12 @@ from PIL import Image, ImageDraw
 
 from .card import ModelError
 from .images import ImageError, load_image
-from .predict import DEFAULT_MODEL, Classifier, PhotoResult
+from .paths import DEFAULT_MODEL, SAMPLES
+from .predict import Classifier, PhotoResult
+from .verdicts import colour, human_label
 
-SAMPLES = Path(__file__).resolve().parent / "samples"
-LABELS = {"with_mask": "Mask on", "without_mask": "No mask", "incorrect_mask": "Mask worn incorrectly"}
-COLOURS = {"with_mask": "#2e7d32", "without_mask": "#c62828", "incorrect_mask": "#ef8f00"}
+__all__ = ["MAX_UPLOAD_BYTES", "SAMPLES", "App", "build_app", "get_classifier"]
+
 #: Uploads above this size are refused before decoding (the server accepts up to voila.json's limit).
 MAX_UPLOAD_BYTES = 40 * 2**20
 DISPLAY_SIDE = 480
@@ -37,10 +38,6 @@ def get_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     return _classifiers[path]
 
 
-def human_label(label: str) -> str:
-    return LABELS.get(label, label.replace("_", " ").capitalize())
-
-
 def draw_boxes(img: Image.Image, result: PhotoResult) -> Image.Image:
     """The photo with a coloured box and number on each face, scaled for the page."""
     out = img.copy()
@@ -51,9 +48,9 @@ def draw_boxes(img: Image.Image, result: PhotoResult) -> Image.Image:
     width = max(2, round(max(out.size) / 160))
     for i, f in enumerate(result.faces, start=1):
         box = [round(v * scale) for v in f.box]
-        colour = COLOURS.get(f.label, "#1565c0")
-        d.rectangle(box, outline=colour, width=width)
-        d.rectangle([box[0], max(0, box[1] - 14), box[0] + 14, max(14, box[1])], fill=colour)
+        shade = colour(f.label)
+        d.rectangle(box, outline=shade, width=width)
+        d.rectangle([box[0], max(0, box[1] - 14), box[0] + 14, max(14, box[1])], fill=shade)
         d.text((box[0] + 4, max(0, box[1] - 13)), str(i), fill="white")
     return out
 
@@ -67,14 +64,14 @@ def png_bytes(img: Image.Image) -> bytes:
 def verdict_widget(label: str, confidence: float, title: str, fallback: bool = False) -> W.HTML:
     """One verdict: label, percentage and a bar; CSS classes ``verdict`` and ``verdict-<label>``."""
     pct = confidence * 100
-    colour = COLOURS.get(label, "#1565c0")
+    shade = colour(label)
     note = " <span class='verdict-note'>(no face found: judged on the whole photo)</span>" if fallback else ""
     w = W.HTML(
         f"<div style='margin:4px 0'><b>{html.escape(title)}:</b> "
-        f"<span class='verdict-label' style='color:{colour};font-size:1.2em;font-weight:600'>"
+        f"<span class='verdict-label' style='color:{shade};font-size:1.2em;font-weight:600'>"
         f"{html.escape(human_label(label))}</span> <span class='verdict-confidence'>{pct:.1f}%</span>{note}"
         f"<div style='background:#eee;width:240px;height:10px;border-radius:5px'>"
-        f"<div style='background:{colour};width:{pct * 2.4:.0f}px;height:10px;border-radius:5px'></div></div></div>"
+        f"<div style='background:{shade};width:{pct * 2.4:.0f}px;height:10px;border-radius:5px'></div></div></div>"
     )
     w.add_class("verdict")
     w.add_class(f"verdict-{label}")

@@ -1,4 +1,4 @@
-"""The model card: what an ``export.pkl`` is, how it was made and how well it did.
+"""The model card: what an ``export.pkl`` is, how it was made and how well it did; and its backup.
 
 The app and CLI check the learner's sha256 against the card before loading,
 so a half-copied or swapped model is caught with a clear message.
@@ -7,10 +7,12 @@ so a half-copied or swapped model is caught with a clear message.
 from __future__ import annotations
 
 import json
-import os
+import shutil
 from pathlib import Path
 
-from .hashing import sha256_file
+from .files import atomic_path, now, sha256_file, write_atomic
+
+__all__ = ["ModelError", "backup_model", "card_path", "read_card", "verify_model", "write_card"]
 
 
 class ModelError(RuntimeError):
@@ -29,12 +31,6 @@ def read_card(model_path: str | Path) -> dict:
         return json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise ModelError(f"the model card {path} is not valid JSON ({e})") from None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def write_card(model_path: str | Path, card: dict) -> Path:
@@ -58,3 +54,23 @@ def verify_model(model_path: str | Path) -> dict:
                              f"(sha256 {actual[:12]}… instead of {expected[:12]}…): the file is damaged or "
                              "was replaced without its card. Re-export it with 'selfiemask train'.")
     return card
+
+
+def backup_model(path: str | Path, suffix: str = ".bak") -> Path | None:
+    """Copy ``export.pkl`` to ``export.pkl.bak`` with its card, before a retrain replaces it.
+
+    The card goes where :func:`selfiemask.card.card_path` looks for it
+    (``export.pkl.json``), with ``export_sha256`` intact, so the backup loads
+    and verifies like any model. Returns the backup's path, or None when there
+    is no model yet.
+    """
+    path = Path(path)
+    if not path.exists():
+        return None
+    bak = path.with_name(path.name + suffix)
+    with atomic_path(bak) as tmp:
+        shutil.copy2(path, tmp)
+    card = read_card(path)
+    if card:
+        write_card(bak, {**card, "model": bak.name, "backup_of": path.name, "backed_up": now()})
+    return bak

@@ -8,16 +8,16 @@ stopped. ``crops.csv`` links every crop to its source photo.
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .faces import DEFAULT_MARGIN, DetectorSettings, FaceDetector, crop_face
-from .hashing import sha256_file
-from .images import ImageError, is_image_path, load_image
+from .files import atomic_path, read_rows, sha256_file, write_rows
+from .images import ImageError, list_labelled_images, load_image
+
+__all__ = ["CROP_SIDE", "MANIFEST", "SETTINGS", "CropSettings", "CropSummary", "crop_counts", "crop_folder"]
 
 MANIFEST = "crops.csv"
 SETTINGS = "crop_settings.json"
@@ -49,46 +49,19 @@ class CropSummary:
     failed: int
 
 
-
-def _label_folders(src: Path, classes: list[str] | None) -> list[Path]:
-    folders = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if classes:
-        missing = [c for c in classes if not (src / c).is_dir()]
-        if missing:
-            raise FileNotFoundError(f"{src} has no folder for class(es) {missing}; found {[p.name for p in folders]}")
-        folders = [src / c for c in classes]
-    return folders
-
-
-def list_labelled_images(src: Path, classes: list[str] | None = None) -> list[Path]:
-    """Images in ``src/<label>/`` (recursively below each label folder)."""
-    return [p for folder in _label_folders(src, classes) for p in sorted(folder.rglob("*")) if is_image_path(p)]
-
-
 def _read_manifest(path: Path) -> dict[str, dict]:
-    if not path.exists():
-        return {}
-    with open(path, newline="") as f:
-        return {row["source"]: row for row in csv.DictReader(f)}
+    return {row["source"]: row for row in read_rows(path)}
 
 
 def _write_manifest(path: Path, rows: dict[str, dict]) -> None:
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, FIELDS)
-        w.writeheader()
-        for key in sorted(rows):
-            w.writerow(rows[key])
-    os.replace(tmp, path)
+    write_rows(path, FIELDS, [rows[key] for key in sorted(rows)])
 
 
 def _save_jpeg(img, dest: Path, side: int) -> None:
     img = img.copy()
     img.thumbnail((side, side))
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(dest.name + ".part")
-    img.save(tmp, "JPEG", quality=95)
-    os.replace(tmp, dest)
+    with atomic_path(dest, ".part") as tmp:
+        img.save(tmp, "JPEG", quality=95)
 
 
 def crop_folder(src: str | Path, out: str | Path, classes: list[str] | None = None,

@@ -22,7 +22,11 @@ from fastai.vision.all import (
     parent_label,
 )
 
-from .crops import list_labelled_images
+from .images import list_labelled_images
+
+__all__ = ["DEFAULT_SEED", "DEFAULT_SIZE", "DEFAULT_VALID_PCT", "THREE_CLASSES", "TWO_CLASSES", "HashSplitter",
+           "LabelledImages", "batch_transforms", "is_valid_item", "item_transforms", "make_datablock", "make_dls",
+           "split_key", "validation_items"]
 
 DEFAULT_SIZE = 192
 DEFAULT_VALID_PCT = 0.15
@@ -51,6 +55,12 @@ def is_valid_item(path: Path, valid_pct: float = DEFAULT_VALID_PCT, seed: int = 
     """
     digest = hashlib.sha256(f"{seed}:{split_key(path)}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64 < valid_pct
+
+
+def validation_items(folder: Path, classes: list[str] | None = None, valid_pct: float = DEFAULT_VALID_PCT,
+                     seed: int = DEFAULT_SEED) -> list[Path]:
+    """The validation photos of a folder under the project's split: for comparing models on the same photos."""
+    return [p for p in list_labelled_images(folder, classes) if is_valid_item(p, valid_pct, seed)]
 
 
 class HashSplitter:

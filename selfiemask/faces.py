@@ -15,6 +15,9 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image, ImageOps
 
+__all__ = ["DEFAULT_MARGIN", "DEFAULT_MIN_FACE", "DEFAULT_MIN_PROB", "DETECT_SIDE", "PAD_FRACTION", "DetectorSettings",
+           "Face", "FaceDetector", "crop_face"]
+
 #: Margin added around a detected face box on every side, as a fraction of its size.
 DEFAULT_MARGIN = 0.2
 #: Faces whose detection probability is below this are ignored.
@@ -117,6 +120,3 @@ def crop_face(img: Image.Image, box: tuple[int, int, int, int], margin: float = 
     crop = (max(0, round(cx - half)), max(0, round(cy - half)), min(w, round(cx + half)), min(h, round(cy + half)))
     return img.crop(crop)
 
-
-def face_crops(img: Image.Image, faces: list[Face], margin: float = DEFAULT_MARGIN) -> list[Image.Image]:
-    return [crop_face(img, f.box, margin) for f in faces]

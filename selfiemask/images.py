@@ -15,6 +15,9 @@ from pathlib import Path
 
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+__all__ = ["HEIC_SUPPORTED", "IMAGE_SUFFIXES", "MAX_PIXELS", "MAX_SIDE", "ImageError", "find_images", "is_image_path",
+           "list_labelled_images", "load_image", "thumbnail"]
+
 #: Largest side kept after loading. Faces are detected and classified at a few
 #: hundred pixels, so more only costs memory.
 MAX_SIDE = 1600
@@ -133,3 +136,31 @@ def find_images(paths: list[str | Path]) -> list[Path]:
         else:
             found.append(p)
     return found
+
+
+def _label_folders(src: Path, classes: list[str] | None) -> list[Path]:
+    folders = sorted(p for p in src.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if classes:
+        missing = [c for c in classes if not (src / c).is_dir()]
+        if missing:
+            raise FileNotFoundError(f"{src} has no folder for class(es) {missing}; found {[p.name for p in folders]}")
+        folders = [src / c for c in classes]
+    return folders
+
+
+def list_labelled_images(src: Path, classes: list[str] | None = None) -> list[Path]:
+    """Images in ``src/<label>/`` (recursively below each label folder)."""
+    return [p for folder in _label_folders(src, classes) for p in sorted(folder.rglob("*")) if is_image_path(p)]
+
+
+def thumbnail(path: Path, side: int, pad: bool = False) -> Image.Image:
+    """A preview at most ``side`` pixels (``pad``: centred on a white square); a grey square when unreadable.
+
+    Review grids and contact sheets show every file they list: a broken one
+    is a grey tile, not a failure of the whole sheet.
+    """
+    try:
+        img = load_image(path, max_side=side)
+    except (ImageError, OSError):
+        return Image.new("RGB", (side, side), (90, 90, 90))
+    return ImageOps.pad(img, (side, side), color=(255, 255, 255)) if pad else img

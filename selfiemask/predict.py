@@ -2,22 +2,28 @@
 
 The learner is loaded once; images go through the learner's own validation
 transforms (so inference sees exactly what validation saw) and through the
-model in batches, without building a DataLoader per call.
+model in batches, without building a DataLoader per call. :func:`predict_rows`
+turns a list of files into the CSV rows of ``selfiemask predict``, in one
+process or shared out over a distributed run.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from PIL import Image
 
+from . import distributed as dist
 from .card import ModelError, verify_model
 from .faces import DEFAULT_MARGIN, Face, FaceDetector, crop_face
 from .images import ImageError, load_image
+from .paths import DEFAULT_MODEL
 
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "export.pkl"
+__all__ = ["DEFAULT_MODEL", "FACE_FIELDS", "PREDICT_FIELDS", "Classifier", "FaceVerdict", "PhotoResult", "Verdict",
+           "predict_rows", "result_rows"]
 
 
 @dataclass
@@ -154,3 +160,54 @@ class Classifier:
             if progress is not None:
                 progress(len(batch_paths))
         return results
+
+
+# -- the CSV rows of ``selfiemask predict`` ------------------------------------------
+PREDICT_FIELDS = ["path", "label", "confidence", "error", "faces", "judged_on"]
+FACE_FIELDS = ["path", "face", "box", "label", "confidence", "error"]
+
+
+def result_rows(res, per_face: bool) -> list[dict]:
+    """CSV rows for one photo (documented in the README)."""
+    if res.error:
+        if per_face:
+            return [{"path": res.path, "face": "", "box": "", "label": "error", "confidence": "", "error": res.error}]
+        return [{"path": res.path, "label": "error", "confidence": "", "error": res.error, "faces": "",
+                 "judged_on": ""}]
+    if per_face:
+        if not res.faces:
+            v = res.fallback
+            return [{"path": res.path, "face": "none", "box": "", "label": v.label,
+                     "confidence": f"{v.confidence:.4f}", "error": ""}]
+        return [{"path": res.path, "face": i, "box": " ".join(map(str, f.box)), "label": f.label,
+                 "confidence": f"{f.confidence:.4f}", "error": ""} for i, f in enumerate(res.faces)]
+    v = res.main
+    return [{"path": res.path, "label": v.label, "confidence": f"{v.confidence:.4f}", "error": "",
+             "faces": len(res.faces), "judged_on": "largest_face" if res.faces else "whole_image"}]
+
+
+def predict_rows(clf: Classifier, paths: list[Path], per_face: bool, bs: int = 32,
+                 progress: Callable[[int], object] | None = None, chunk: int = 256) -> Iterator[list[dict]]:
+    """The rows of ``paths``, in input order, a chunk at a time so that a long run shows its rows early.
+
+    In a distributed run each process classifies its contiguous share and the
+    main process yields every row at the end; the others yield nothing.
+    ``progress`` is called with the number of files done (single process only).
+    """
+    if dist.active():
+        yield from _shard_rows(clf, paths, per_face, bs)
+        return
+    for start in range(0, len(paths), chunk):
+        results = clf.analyze_files(paths[start:start + chunk], bs=bs, progress=progress)
+        yield [row for res in results for row in result_rows(res, per_face)]
+
+
+def _shard_rows(clf: Classifier, paths: list[Path], per_face: bool, bs: int) -> Iterator[list[dict]]:
+    """Each process classifies its contiguous share of ``paths``; the main one yields all rows in input order."""
+    mine = dist.shard_range(len(paths))
+    results = clf.analyze_files(paths[mine.start:mine.stop], bs=bs)
+    part = [(i, row) for i, res in zip(mine, results) for row in result_rows(res, per_face)]
+    parts = dist.gather(part)  # over the process group: no shared folder needed across nodes
+    dist.shutdown()
+    if parts is not None:
+        yield dist.merge_parts(parts, len(paths))

@@ -16,16 +16,21 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fastai.callback.core import Callback
+
 from . import distributed as dist
 from .card import write_card
-from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder, list_labelled_images
-from .data import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_VALID_PCT, is_valid_item, make_dls
-from .hashing import fingerprint, sha256_file
+from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder
+from .data import DEFAULT_SEED, DEFAULT_SIZE, DEFAULT_VALID_PCT, make_dls
+from .evaluate import class_metrics, save_figure
+from .files import fingerprint, sha256_file
+from .images import list_labelled_images
+from .paths import default_crop_cache
 from .pretrained import resolve_pretrained
 
+__all__ = ["ARCH", "SaveEachEpoch", "TrainConfig", "train"]
+
 ARCH = "resnet34"
-#: The checkout this package lives in: caches go to its data/ whatever the working directory.
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -50,45 +55,20 @@ class TrainConfig:
     distributed: bool = False  # one of several processes started by torchrun / accelerate launch
 
 
-def default_crop_cache(data_dir: Path) -> Path:
-    """Crops live in the project's ``data/cache``: the data folder may be read-only."""
-    import hashlib
-
-    tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
-    return PROJECT_ROOT / "data" / "cache" / "crops" / f"{data_dir.resolve().name}-{tag}"
-
-
 def _log(msg: str) -> None:
     if dist.is_main():  # one copy of each line, not one per process
         print(f"[selfiemask] {msg}", file=sys.stderr, flush=True)
 
 
-def class_metrics(y_true: list[int], y_pred: list[int], vocab: list[str]) -> dict:
-    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (rows: true)."""
-    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+class SaveEachEpoch(Callback):
+    """Saves model and optimiser after every epoch, with the settings, so a stopped run can resume.
 
-    labels = list(range(len(vocab)))
-    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
-    cm = confusion_matrix(y_true, y_pred, labels=labels)
-    correct = sum(int(a == b) for a, b in zip(y_true, y_pred))
-    return {
-        "accuracy": round(correct / max(1, len(y_true)), 4),
-        "n": len(y_true),
-        "per_class": {c: {"precision": round(float(p[i]), 4), "recall": round(float(r[i]), 4),
-                          "f1": round(float(f[i]), 4), "support": int(s[i])} for i, c in enumerate(vocab)},
-        "confusion_matrix": {"labels": vocab, "rows_true_cols_predicted": cm.tolist()},
-    }
+    Like fastai's ``SaveModelCallback``: a top-level class configured in
+    ``__init__``; ``checkpoint.json`` beside the weights says how many epochs
+    are done and with which settings.
+    """
 
-
-def save_figure(fig, path: Path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-
-
-class _Checkpoint:
-    """Saves model and optimiser after every epoch, with the settings, so a stopped run can resume."""
+    order = 90
 
     def __init__(self, work: Path, settings: dict) -> None:
         self.work, self.settings = work, settings
@@ -101,20 +81,10 @@ class _Checkpoint:
         saved = {k: v for k, v in meta.get("settings", {}).items() if k != "lr_used"}
         return meta["epochs_done"] if saved == self.settings else 0
 
-    def callback(self):
-        from fastai.callback.core import Callback
-
-        ckpt = self
-
-        class SaveEachEpoch(Callback):
-            order = 90
-
-            def after_epoch(self):
-                self.learn.save("checkpoint", with_opt=True)  # fastai saves on rank 0 only
-                if dist.is_main():
-                    ckpt.meta.write_text(json.dumps({"epochs_done": self.epoch + 1, "settings": ckpt.settings}))
-
-        return SaveEachEpoch()
+    def after_epoch(self):
+        self.learn.save("checkpoint", with_opt=True)  # fastai saves on rank 0 only
+        if dist.is_main():
+            self.meta.write_text(json.dumps({"epochs_done": self.epoch + 1, "settings": self.settings}))
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -171,7 +141,7 @@ def train(cfg: TrainConfig) -> dict:
 
     skip = {"resume", "num_workers", "notes", "out", "callbacks"}
     settings = {k: str(v) for k, v in vars(cfg).items() if k not in skip}
-    ckpt = _Checkpoint(work, settings)
+    ckpt = SaveEachEpoch(work, settings)
     start_epoch = ckpt.done_epochs() if cfg.resume else 0
     lr = cfg.lr
     lr_info: dict = {}
@@ -183,7 +153,7 @@ def train(cfg: TrainConfig) -> dict:
     if lr is None:
         lr, lr_info = dist.on_main(_find_lr, learn, pretrained, out)  # one rate for every process
     ckpt.settings["lr_used"] = lr
-    cbs = [ckpt.callback(), *cfg.callbacks]
+    cbs = [ckpt, *cfg.callbacks]
     with dist.distrib_ctx(learn):  # DDP through fastai + Accelerate; nothing in a single process
         if pretrained:
             # fine_tune: frozen body first, then all layers with discriminative rates.
@@ -277,7 +247,3 @@ def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra:
     return card
 
 
-def validation_items(folder: Path, classes: list[str] | None = None, valid_pct: float = DEFAULT_VALID_PCT,
-                     seed: int = DEFAULT_SEED) -> list[Path]:
-    """The validation photos of a folder under the project's split: for comparing models on the same photos."""
-    return [p for p in list_labelled_images(folder, classes) if is_valid_item(p, valid_pct, seed)]

@@ -13,11 +13,15 @@ import pytest
 from conftest import ROOT
 from PIL import Image, ImageOps
 
-from selfiemask import clean_cli
-from selfiemask.clean import HashCache, Layout, read_rows, verify
-from selfiemask.dedupe import apply_dedupe, contact_sheet, dedupe, find_duplicates, near_pairs, popcount
+from selfiemask.commands import clean as clean_command
+from selfiemask.curate.dedupe import apply_dedupe, contact_sheet, dedupe, find_duplicates, near_pairs, popcount
+from selfiemask.curate.facts import HashCache
+from selfiemask.curate.relabel import REJECT, relabel, undo
+from selfiemask.curate.review import RelabelView
+from selfiemask.curate.verify import verify
+from selfiemask.files import read_rows
 from selfiemask.images import HEIC_SUPPORTED
-from selfiemask.relabel import REJECT, RelabelView, relabel, undo
+from selfiemask.paths import Layout
 
 
 def picture(seed: int, size: int = 96) -> Image.Image:
@@ -250,8 +254,8 @@ def test_relabel_view_apply_moves_and_logs(tmp_path):
 # -- the command line ------------------------------------------------------------------------------------------
 def cli(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="selfiemask")
-    clean_cli.add_parser(parser.add_subparsers(dest="command", required=True))
-    return clean_cli.run(parser.parse_args(list(argv)))
+    clean_command.add_parser(parser.add_subparsers(dest="command", required=True))
+    return clean_command.run(parser.parse_args(list(argv)))
 
 
 def test_cli_all_relabel_undo(tmp_path, capsys):
@@ -277,9 +281,10 @@ def test_cli_all_relabel_undo(tmp_path, capsys):
 def test_review_backup_and_compare_with_a_tiny_model(tmp_path):
     from synthetic import make_dataset
 
-    from selfiemask.card import card_path, verify_model
+    from selfiemask.card import backup_model, card_path, verify_model
+    from selfiemask.curate.review import review_candidates
+    from selfiemask.evaluate import compare_models, comparison_table
     from selfiemask.predict import Classifier
-    from selfiemask.relabel import backup_model, compare_models, comparison_table, review_candidates
     from selfiemask.training import TrainConfig, train
 
     data = make_dataset(tmp_path / "train", per_class=14, size=48)

@@ -170,7 +170,7 @@ import torch.distributed as td
 from fastai.callback.core import Callback
 
 import selfiemask.training as training
-from selfiemask.cli import main
+from selfiemask.commands import main
 
 
 class Probe(Callback):
@@ -236,7 +236,7 @@ def test_distributed_training_runs_ddp_and_exports_once(dist_run):
     assert card["training"]["world_size"] == 2
     assert card["classes"] == ["with_mask", "without_mask"]
     # The same split as one process: validation is the seeded hash split of the crop folder.
-    from selfiemask.training import validation_items
+    from selfiemask.data import validation_items
 
     assert card["training"]["valid_images"] == len(validation_items(tmp / "crops")) == card["validation"]["n"]
     assert card["training"]["train_images"] + card["training"]["valid_images"] == 32

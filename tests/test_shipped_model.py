@@ -42,7 +42,8 @@ def test_samples_are_judged_on_their_face(shipped):
 @pytest.mark.slow
 def test_accuracy_on_real_validation_photos(shipped):
     """Real photos from ../shared that the model never trained on (its validation split)."""
-    from selfiemask.training import class_metrics, validation_items
+    from selfiemask.data import validation_items
+    from selfiemask.evaluate import class_metrics
 
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} not found: real-data check needs ../shared beside the checkout")

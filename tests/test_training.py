@@ -13,7 +13,7 @@ from conftest import ROOT
 from synthetic import make_dataset
 
 from selfiemask.data import HashSplitter, is_valid_item, make_dls, split_key
-from selfiemask.hashing import sha256_file
+from selfiemask.files import sha256_file
 from selfiemask.training import TrainConfig, train
 
 
@@ -113,7 +113,7 @@ def test_interrupted_training_resumes(tmp_path):
 
 
 def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
-    from selfiemask.cli import main
+    from selfiemask.commands import main
 
     assert main(["train", str(tmp_path / "nope"), "--no-pretrained"]) == 2
     assert "training folder not found" in capsys.readouterr().err

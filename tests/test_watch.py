@@ -15,8 +15,9 @@ import pytest
 
 cv2 = pytest.importorskip("cv2")
 
+from selfiemask.commands.watch import add_parser, run  # noqa: E402
 from selfiemask.predict import Classifier  # noqa: E402
-from selfiemask.watch import (  # noqa: E402
+from selfiemask.video import (  # noqa: E402
     FaceTracker,
     WatchError,
     box_colour,
@@ -27,7 +28,6 @@ from selfiemask.watch import (  # noqa: E402
     open_source,
     watch,
 )
-from selfiemask.watch_cli import add_parser, run  # noqa: E402
 
 SIZE = (320, 240)
 HEAD = (133, 161)  # the astronaut's head and shoulders, scaled

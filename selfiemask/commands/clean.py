@@ -10,8 +10,8 @@
     selfiemask clean compare OLD NEW     both models on the same validation photos
 
 Every subcommand takes ``--data DIR`` (default ``data``) for the standard layout,
-or ``--raw/--clean/--rejected/--cache`` for single folders. Kept apart from
-``cli.py``: that only calls :func:`add_parser` and :func:`run`.
+or ``--raw/--clean/--rejected/--cache`` for single folders. The steps themselves
+live in :mod:`selfiemask.curate`; this module parses, calls them and prints.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ import json
 import sys
 from pathlib import Path
 
-from .clean import MIN_SIDE, Layout
-from .dedupe import DEFAULT_THRESHOLD
+from ..curate.dedupe import DEFAULT_THRESHOLD
+from ..curate.facts import MIN_SIDE
+from ..paths import Layout
 
 
 def _layout_options() -> argparse.ArgumentParser:
@@ -96,7 +97,7 @@ def _print(msg: str) -> None:
 
 
 def _verify(args, layout: Layout) -> int:
-    from .clean import verify
+    from ..curate.verify import verify
 
     s = verify(layout, min_side=args.min_side, progress=not args.quiet)
     _print(f"verify: {s}")
@@ -108,7 +109,7 @@ def _verify(args, layout: Layout) -> int:
 
 
 def _dedupe(args, layout: Layout) -> int:
-    from .dedupe import dedupe
+    from ..curate.dedupe import dedupe
 
     report = dedupe(layout, args.threshold, args.mirror, apply=not args.dry_run, progress=not args.quiet)
     _print(f"dedupe: {report}")
@@ -120,8 +121,9 @@ def _dedupe(args, layout: Layout) -> int:
 
 
 def _review(args, layout: Layout) -> int:
-    from .predict import DEFAULT_MODEL, Classifier
-    from .relabel import review_candidates
+    from ..curate.review import review_candidates
+    from ..paths import DEFAULT_MODEL
+    from ..predict import Classifier
 
     clf = Classifier(args.model or DEFAULT_MODEL)
     cands = review_candidates(clf, layout.clean, top_losses=args.top, least_confident=args.least_confident,
@@ -134,7 +136,7 @@ def _review(args, layout: Layout) -> int:
 
 
 def _relabel(args, layout: Layout) -> int:
-    from .relabel import relabel
+    from ..curate.relabel import relabel
 
     for f in args.files:
         dest = relabel(f, args.to, layout.clean, layout.rejected, layout.relabel_log)
@@ -143,7 +145,7 @@ def _relabel(args, layout: Layout) -> int:
 
 
 def _undo(args, layout: Layout) -> int:
-    from .relabel import undo
+    from ..curate.relabel import undo
 
     rows = undo(layout.clean, None if args.all else args.n, layout.rejected, layout.relabel_log)
     for r in rows:
@@ -154,7 +156,7 @@ def _undo(args, layout: Layout) -> int:
 
 
 def _backup(args) -> int:
-    from .relabel import backup_model
+    from ..card import backup_model
 
     bak = backup_model(args.model)
     if bak is None:
@@ -164,7 +166,7 @@ def _backup(args) -> int:
 
 
 def _compare(args, layout: Layout) -> int:
-    from .relabel import compare_models, comparison_table
+    from ..evaluate import compare_models, comparison_table
 
     result = compare_models(args.old, args.new, args.folder or layout.clean)
     if args.json:
@@ -177,7 +179,7 @@ def _compare(args, layout: Layout) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``clean <step>`` for parsed ``args``: 0 when done, 2 on a user error (the message says which)."""
-    from .card import ModelError
+    from ..card import ModelError
 
     step = args.clean_command
     try:

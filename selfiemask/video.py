@@ -31,6 +31,11 @@ from PIL import Image
 
 from .faces import DEFAULT_MARGIN, FaceDetector, crop_face
 from .predict import Classifier
+from .verdicts import colour, human_label
+
+__all__ = ["DEFAULT_SMOOTH", "FaceTracker", "FrameAnalyzer", "FrameRecord", "VideoOut", "WatchError", "WatchResult",
+           "box_colour", "class_probs", "count_frames", "default_out", "display_available", "draw", "iou",
+           "open_source", "watch"]
 
 Box = tuple[int, int, int, int]
 
@@ -214,16 +219,12 @@ def _bgr(hex_colour: str) -> tuple[int, int, int]:
 
 def box_colour(label: str) -> tuple[int, int, int]:
     """The app's colour for a verdict, as OpenCV's BGR."""
-    from .app import COLOURS  # here, not at the top: the app pulls in ipywidgets, the CLI should not
-
-    return _bgr(COLOURS.get(label, "#1565c0"))
+    return _bgr(colour(label))
 
 
 def draw(frame: np.ndarray, faces: list[FaceState], fps: float | None, whole_frame: bool = False) -> None:
     """Boxes, smoothed verdicts and the frame rate, drawn on the BGR ``frame`` in place."""
     import cv2
-
-    from .app import human_label
 
     h, w = frame.shape[:2]
     thick = max(2, round(max(w, h) / 160))

@@ -24,12 +24,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 
-from .clean import HashCache, Layout, set_aside, write_rows
-from .crops import list_labelled_images
-from .hashing import sha256_file
-from .images import ImageError, load_image
+from ..files import sha256_file, write_rows
+from ..images import list_labelled_images, thumbnail
+from ..paths import Layout
+from .facts import HashCache
+from .rejects import set_aside
+
+__all__ = ["DEFAULT_THRESHOLD", "Cluster", "DedupeReport", "Member", "apply_dedupe", "contact_sheet", "dedupe",
+           "find_duplicates", "is_unchanged", "near_pairs", "popcount", "write_reports"]
 
 #: Hamming distance (of 64 bits) up to which two perceptual hashes are the same picture. A phash sets the
 #: bits above the median of 64 coefficients, so distances come out even: 6 means "at most 3 bits moved".
@@ -267,14 +271,6 @@ def dedupe(layout: Layout, threshold: int = DEFAULT_THRESHOLD, mirror: bool = Tr
 _COLOURS = {"keep": (40, 160, 60), "duplicate": (200, 40, 40), "review": (240, 150, 0)}
 
 
-def _thumb(path: Path, side: int) -> Image.Image:
-    try:
-        img = load_image(path, max_side=side)
-    except (ImageError, OSError):
-        return Image.new("RGB", (side, side), (90, 90, 90))
-    return ImageOps.pad(img, (side, side), color=(255, 255, 255))
-
-
 def contact_sheet(clusters: list[Cluster], max_clusters: int = 12, per_row: int = 6, thumb: int = 96) -> Image.Image:
     """One row per cluster, keeper first: green kept, red duplicate, orange clusters across labels (review)."""
     shown = clusters[:max_clusters]
@@ -290,7 +286,7 @@ def contact_sheet(clusters: list[Cluster], max_clusters: int = 12, per_row: int 
             role = "review" if c.cross_label else "keep" if k == 0 else "duplicate"
             x, y = k * cell_w, r * cell_h
             draw.rectangle([x + 1, y + 1, x + cell_w - 2, y + thumb + 2 * pad - 2], outline=_COLOURS[role], width=4)
-            sheet.paste(_thumb(mbr.path, thumb), (x + pad, y + pad))
+            sheet.paste(thumbnail(mbr.path, thumb, pad=True), (x + pad, y + pad))
             name = mbr.rel if len(mbr.rel) <= 18 else "…" + mbr.rel[-17:]
             info = f"{mbr.width}x{mbr.height}" + ("" if k == 0 else f" d={mbr.distance}{'m' if mbr.mirrored else ''}")
             draw.text((x + pad, y + thumb + 2 * pad), name, fill="black")

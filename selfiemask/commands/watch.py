@@ -1,9 +1,4 @@
-"""``selfiemask watch SOURCE``: the command-line side of :mod:`selfiemask.watch`.
-
-Kept apart from ``cli.py`` so the video command (and its OpenCV import) is
-one self-contained piece: ``cli.py`` only calls :func:`add_parser` and
-:func:`run`.
-"""
+"""``selfiemask watch SOURCE``: the command-line side of :mod:`selfiemask.video`."""
 
 from __future__ import annotations
 
@@ -11,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .watch import DEFAULT_SMOOTH
+from ..video import DEFAULT_SMOOTH
 
 
 def _positive(text: str) -> int:
@@ -56,9 +51,10 @@ def _log(msg: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``watch`` for parsed ``args``; 0 when done (or stopped with Ctrl-C), 2 on a user error."""
-    from .card import ModelError
-    from .predict import DEFAULT_MODEL, Classifier
-    from .watch import WatchError, open_source, watch
+    from ..card import ModelError
+    from ..paths import DEFAULT_MODEL
+    from ..predict import Classifier
+    from ..video import WatchError, open_source, watch
 
     try:
         # The source first: a wrong camera index should not cost the seconds a model load takes.

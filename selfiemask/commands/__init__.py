@@ -1,0 +1,28 @@
+"""The ``selfiemask`` command (also ``python -m selfiemask``): one module per subcommand.
+
+Each of :mod:`.train`, :mod:`.predict`, :mod:`.clean` and :mod:`.watch` has
+``add_parser(subparsers)`` and ``run(args) -> exit status``, and holds no logic
+of its own: it parses, calls the package and prints. They are imported when
+the command runs, so ``import selfiemask.commands`` stays cheap.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+
+__all__ = ["COMMANDS", "main"]
+
+DISTRIBUTED_HELP = "one of several processes started by torchrun or accelerate launch (see the README)"
+#: The subcommands, in the order ``--help`` lists them; each is a module of this package.
+COMMANDS = ("train", "predict", "watch", "clean")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="selfiemask", description="Mask / no mask, per face, for selfies.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    modules = {name: importlib.import_module(f"{__name__}.{name}") for name in COMMANDS}
+    for module in modules.values():
+        module.add_parser(sub)
+    args = parser.parse_args(argv)
+    return modules[args.command].run(args)

@@ -1,0 +1,78 @@
+"""``selfiemask predict PATH...``: one line or CSV row per photo (per face with ``--faces``).
+
+The rows come from :func:`selfiemask.predict.predict_rows` (which also shares
+the files out over a distributed run); this module only parses and prints.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+from . import DISTRIBUTED_HELP
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("predict", help="classify images and folders of images")
+    p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
+    p.add_argument("--model", type=Path, default=None, help="exported learner (default: the project's export.pkl)")
+    p.add_argument("--csv", action="store_true", help="print CSV to stdout")
+    p.add_argument("--faces", action="store_true", help="one row per face: path,face,box,label,confidence,error")
+    p.add_argument("--whole-image", action="store_true", help="classify whole photos, without face detection")
+    p.add_argument("--bs", type=int, default=32, help="batch size")
+    p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from .. import distributed as dist
+    from ..card import ModelError
+    from ..images import find_images
+    from ..paths import DEFAULT_MODEL
+    from ..predict import FACE_FIELDS, PREDICT_FIELDS, Classifier, predict_rows
+
+    try:
+        dist.setup(args.distributed)
+        detect = False if args.whole_image else (True if args.faces else None)
+        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect)
+    except (ModelError, ValueError) as e:
+        print(f"selfiemask predict: {e}", file=sys.stderr)
+        return 2
+    paths = find_images(args.paths)
+    if not paths:
+        print("selfiemask predict: no images found in " + " ".join(args.paths), file=sys.stderr)
+        return 2
+    from tqdm.auto import tqdm
+
+    fields = FACE_FIELDS if args.faces else PREDICT_FIELDS
+    writer = csv.DictWriter(sys.stdout, fields, lineterminator="\n") if args.csv else None
+    # A distributed run prints on the main process only, at the end: no bar there.
+    bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=len(paths) < 20 or dist.active())
+    errors, header = 0, False
+    try:
+        for rows in predict_rows(clf, paths, args.faces, bs=args.bs, progress=bar.update):
+            if writer and not header:
+                writer.writeheader()
+                header = True
+            for row in rows:
+                errors += row["label"] == "error"  # an unreadable file has exactly one row
+                _print_row(row, writer, args.faces)
+            sys.stdout.flush()
+    finally:
+        bar.close()
+    if errors:
+        print(f"selfiemask predict: {errors} of {len(paths)} file(s) could not be read", file=sys.stderr)
+    return 0
+
+
+def _print_row(row: dict, writer, per_face: bool) -> None:
+    if writer:
+        writer.writerow(row)
+    elif row["label"] == "error":
+        print(f"{row['path']}: error: {row['error']}")
+    else:
+        extra = (f" face {row['face']} at {row['box']}" if per_face
+                 else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')})")
+        print(f"{row['path']}: {row['label']} {float(row['confidence']):.1%}{extra}")

@@ -1,0 +1,60 @@
+"""``selfiemask train DATA_DIR``: :func:`selfiemask.training.train` from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from . import DISTRIBUTED_HELP
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train", help="train on DATA_DIR/<label>/ images and export the learner")
+    p.add_argument("data_dir", type=Path)
+    p.add_argument("--out", type=Path, default=Path("export.pkl"), help="where to export (default: export.pkl)")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--size", type=int, default=192, help="image size in pixels (default: 192)")
+    p.add_argument("--bs", type=int, default=64, help="batch size")
+    p.add_argument("--lr", type=float, default=None, help="learning rate (default: chosen by lr_find)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                   help="train from scratch instead of from ImageNet weights")
+    g.add_argument("--pretrained", dest="pretrained", action="store_true",
+                   help="require ImageNet weights (the default uses them when they can be had, else stops)")
+    p.add_argument("--whole-images", dest="crops", action="store_false",
+                   help="train on whole photos instead of face crops")
+    p.add_argument("--crop-cache", type=Path, default=None, help="folder for the cached face crops")
+    p.add_argument("--classes", type=int, choices=[2, 3], default=2,
+                   help="2: with_mask/without_mask; 3: adds incorrect_mask (needs that folder)")
+    p.add_argument("--resume", action="store_true", help="continue a stopped run from its last epoch")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data import THREE_CLASSES, TWO_CLASSES
+    from ..pretrained import PretrainedUnavailable
+    from ..training import TrainConfig, train
+
+    cfg = TrainConfig(data_dir=args.data_dir, out=args.out, epochs=args.epochs, size=args.size, bs=args.bs,
+                      pretrained=args.pretrained, crops=args.crops, crop_cache=args.crop_cache,
+                      classes=THREE_CLASSES if args.classes == 3 else TWO_CLASSES, lr=args.lr,
+                      resume=args.resume, seed=args.seed, distributed=args.distributed)
+    try:
+        card = train(cfg)
+    except (FileNotFoundError, PretrainedUnavailable, ValueError) as e:
+        print(f"selfiemask train: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nselfiemask train: interrupted; {args.out} is unchanged. Run again with --resume to continue.",
+              file=sys.stderr)
+        return 130
+    if not card:  # not the main process of a distributed run: that one reports
+        return 0
+    v = card["validation"]
+    print(f"{args.out}: validation accuracy {v['accuracy']:.2%} on {v['n']} images")
+    for c, m in v["per_class"].items():
+        print(f"  {c:14s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  n={m['support']}")
+    return 0
