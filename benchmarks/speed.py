@@ -39,7 +39,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))  # the generated clip and images are shared with the tests
 
 
 def timed(fn, reps: int, warmup: int = 2) -> tuple[float, float]:
@@ -67,10 +66,10 @@ def table(title: str, header: list[str], rows: list[list]) -> None:
 def untrained_model(folder: Path, size: int) -> Path:
     """An exported ResNet34 learner with the project's DataBlock at ``size`` px, random weights: timing only."""
     from fastai.vision.all import vision_learner
-    from synthetic import make_dataset
     from torchvision.models import resnet34
 
     from selfiemask.data import make_dls
+    from selfiemask.synthetic import make_dataset
 
     data = make_dataset(folder / "data", per_class=24, size=size)
     learn = vision_learner(make_dls(data, size, bs=8, num_workers=0), resnet34, pretrained=False)
@@ -231,10 +230,10 @@ def training(folder: Path, batches: int, train_images: int, valid_images: int, s
     import torch
     from fastai.callback.core import Callback, CancelFitException
     from fastai.vision.all import accuracy, vision_learner
-    from synthetic import make_dataset
     from torchvision.models import resnet34
 
     from selfiemask.data import make_dls
+    from selfiemask.synthetic import make_dataset
 
     per_class = math.ceil(bs * (batches + 2) / 2 / 0.85)
     data = make_dataset(folder / "train", per_class=per_class, size=size)

@@ -7,7 +7,8 @@ captions stored unless asked), images only. Command line: ``python -m scrape --h
 Modules: :mod:`.sources` (what to collect), :mod:`.run` (the run and its summary),
 :mod:`.download` (one post's pictures), :mod:`.manifest` (``manifest.csv`` and ``forget``),
 :mod:`.errors` (what a failure means), :mod:`.ratelimit` (back-off), :mod:`.session` (login),
-:mod:`.preview` (contact sheet), :mod:`.cli`.
+:mod:`.preview` (contact sheet), :mod:`.hashing` (file and owner hashes), :mod:`.cli`.
+It imports nothing from ``selfiemask``: it collects data and knows nothing of models.
 """
 
 from .manifest import Manifest, Row, forget, read_manifest

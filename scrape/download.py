@@ -20,8 +20,8 @@ from pathlib import Path
 
 import instaloader
 from instaloader import Post
-from selfiemask.hashing import sha256_file
 
+from .hashing import sha256_file
 from .manifest import Manifest, Row
 
 STAGING = ".partial"

@@ -12,12 +12,13 @@ shortcode in ``forgotten.txt``, so that a later run does not download it again.
 from __future__ import annotations
 
 import csv
-import hashlib
 import os
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from .hashing import owner_key, owner_sha256
 
 MANIFEST = "manifest.csv"
 FORGOTTEN = "forgotten.txt"
@@ -38,10 +39,6 @@ class Row:
 
 
 COLUMNS = [f.name for f in fields(Row)]
-
-
-def _owner_hash(owner: str) -> str:
-    return hashlib.sha256(owner.strip().lstrip("@").lower().encode()).hexdigest()
 
 
 class Manifest:
@@ -85,7 +82,7 @@ class Manifest:
 
     def is_forgotten(self, shortcode: str, owner: str | None = None) -> bool:
         return shortcode in self.forgotten_shortcodes or (
-            owner is not None and _owner_hash(owner) in self.forgotten_owners)
+            owner is not None and owner_sha256(owner) in self.forgotten_owners)
 
     def append(self, rows: list[Row]) -> None:
         """Add rows and make them durable before the next post starts."""
@@ -125,8 +122,6 @@ class Manifest:
         An owner matches rows where it was stored (``--keep-owner``) and rows of a profile source
         named after it (stored as the username or its hash). Returns the removed rows.
         """
-        from .sources import owner_key
-
         codes = set(shortcodes)
         names = {o.strip().lstrip("@").lower() for o in owners}
         profile_keys = {f"profile:{n}" for n in names} | {f"profile:{owner_key(n)}" for n in names}
@@ -138,7 +133,7 @@ class Manifest:
         for r in removed:
             (self.dest / r.file).unlink(missing_ok=True)
         lines = [f"shortcode:{c}" for c in sorted(codes | {r.shortcode for r in removed})]
-        lines += [f"owner-sha256:{_owner_hash(n)}" for n in sorted(names)]
+        lines += [f"owner-sha256:{owner_sha256(n)}" for n in sorted(names)]
         if lines:
             self.dest.mkdir(parents=True, exist_ok=True)
             with open(self.dest / FORGOTTEN, "a", encoding="utf-8") as f:

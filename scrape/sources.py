@@ -8,10 +8,11 @@ line number and the rest of the list still runs.
 from __future__ import annotations
 
 import csv
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from .hashing import owner_key
 
 #: The two sources the issue starts from: selfies people tag as wearing a mask, and plain selfies.
 DEFAULT_HASHTAGS: dict[str, str] = {"maskselfie": "with_mask", "selfie": "without_mask"}
@@ -49,11 +50,6 @@ def shortcode_from(text: str) -> str:
         return text
     raise SourceError(f"cannot read a post shortcode from {text!r} (expected https://www.instagram.com/p/CODE/ "
                       "or CODE)")
-
-
-def owner_key(username: str) -> str:
-    """A short, stable stand-in for a username, so a profile source can be told apart without storing the name."""
-    return "h" + hashlib.sha256(username.strip().lstrip("@").lower().encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from synthetic import make_dataset  # noqa: E402
+from selfiemask.synthetic import make_dataset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 

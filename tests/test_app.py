@@ -73,9 +73,15 @@ def test_bad_upload_is_friendly_and_app_keeps_working(app, astronaut, name, data
 
 def test_samples_work_without_upload(app):
     assert len(app.sample_buttons) == 2
-    for b in app.sample_buttons:
+    for b, path in zip(app.sample_buttons, app.samples.values()):
         b.click()
-        assert len(find(app.results, "verdict")) >= 1
+        (result,) = find(app.results, "result")  # the sample replaced what was shown before
+        assert f">{path.name}</h4>" in result.children[0].value
+        # Each sample is one astronaut face: one verdict on the face, no fallback, no error.
+        (verdict,) = find(result, "verdict")
+        assert "verdict-fallback" not in classes_of(verdict) and "%" in verdict.value
+        assert not find(app.results, "no-face") and not find(app.results, "upload-error")
+        assert len(find(result, "result-image")) == 1
 
 
 def test_missing_or_mismatched_model_shows_a_message(tmp_path, tiny_model):

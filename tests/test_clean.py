@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from conftest import ROOT
 from PIL import Image, ImageOps
 
@@ -279,12 +278,11 @@ def test_cli_all_relabel_undo(tmp_path, capsys):
 
 # -- a model: review, backup, compare -------------------------------------------------------------------------------
 def test_review_backup_and_compare_with_a_tiny_model(tmp_path):
-    from synthetic import make_dataset
-
     from selfiemask.card import backup_model, card_path, verify_model
     from selfiemask.curate.review import review_candidates
     from selfiemask.evaluate import compare_models, comparison_table
     from selfiemask.predict import Classifier
+    from selfiemask.synthetic import make_dataset
     from selfiemask.training import TrainConfig, train
 
     data = make_dataset(tmp_path / "train", per_class=14, size=48)
@@ -326,12 +324,3 @@ def test_notebook_runs_verify_and_dedupe_on_tiny_data(tmp_path):
     assert set(reasons) == {"broken.jpg", "a_small.jpg"} and "duplicate of with_mask/a.jpg" in reasons["a_small.jpg"]
     text = json.dumps(json.loads((tmp_path / "02_out.ipynb").read_text())["cells"])
     assert "image/png" in text and "relabelling skipped" in text
-
-
-@pytest.mark.parametrize("name", ["02_clean.ipynb"])
-def test_notebook_committed_clean(name):
-    nb = json.loads((ROOT / "notebooks" / name).read_text())
-    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
-    assert all(not c["outputs"] and c["execution_count"] is None for c in code)
-    assert nb["metadata"]["kernelspec"]["name"] == "python3"
-    assert "parameters" in code[0]["metadata"]["tags"]

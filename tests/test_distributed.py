@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT
-from synthetic import make_dataset, mask_like
 
 from selfiemask import distributed as dist
+from selfiemask.synthetic import make_dataset, mask_like
 
 TIMEOUT = 300  # seconds for one launch; a tiny run takes well under a minute on 2 cores
 

@@ -15,9 +15,11 @@ def test_committed_without_outputs_and_parameterised(path):
     if not path.exists():
         pytest.skip(f"{path.name} not present")
     nb = json.loads(path.read_text())
-    assert all(not c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code"), "strip outputs"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert all(not c.get("outputs") and c.get("execution_count") is None for c in code), "strip outputs"
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
     if path.parent.name == "notebooks":
-        assert any("parameters" in c.get("metadata", {}).get("tags", []) for c in nb["cells"])
+        assert "parameters" in code[0]["metadata"].get("tags", []), "the first code cell holds the parameters"
 
 
 def test_training_notebook_runs_on_tiny_data(tiny_data, tmp_path):

@@ -10,7 +10,8 @@ import sys
 import pytest
 from conftest import jpeg_bytes, noise_image
 from PIL import Image
-from synthetic import mask_like
+
+from selfiemask.synthetic import mask_like
 
 
 def run_cli(*args, cwd=None) -> subprocess.CompletedProcess:
@@ -83,7 +84,18 @@ def test_model_not_matching_its_card_is_refused(tiny_model, tmp_path, mixed_fold
 
 
 def test_plain_output_is_readable(tiny_model, mixed_folder):
-    res = run_cli("predict", "--model", tiny_model, mixed_folder / "good.jpg", mixed_folder / "text.jpg")
-    lines = res.stdout.strip().splitlines()
-    assert lines[0].startswith(str(mixed_folder / "good.jpg") + ": with") or "without" in lines[0]
-    assert lines[1].endswith("error: not an image (format not recognised)")
+    import re
+
+    good, text = mixed_folder / "good.jpg", mixed_folder / "text.jpg"
+    res = run_cli("predict", "--model", tiny_model, good, text)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert len(lines) == 2, res.stdout  # one line per photo, in the order given
+    verdict = re.fullmatch(re.escape(f"{good}: ") + r"(with_mask|without_mask) (\d{1,3}\.\d)% "
+                           r"\(0 face\(s\), judged on whole image\)", lines[0])
+    assert verdict, lines[0]
+    csv_row = next(csv.DictReader(io.StringIO(run_cli("predict", "--model", tiny_model, "--csv", good).stdout)))
+    assert verdict[1] == csv_row["label"] and float(verdict[2]) == pytest.approx(float(csv_row["confidence"]) * 100,
+                                                                                   abs=0.051)
+    assert lines[1] == f"{text}: error: not an image (format not recognised)"
+    assert "1 of 2 file(s) could not be read" in res.stderr

@@ -31,8 +31,9 @@ from scrape import (
     scrape,
 )
 from scrape.cli import main
+from scrape.hashing import owner_key
 from scrape.session import load_session
-from scrape.sources import SourceError, owner_key, read_post_list, shortcode_from
+from scrape.sources import SourceError, read_post_list, shortcode_from
 
 
 @pytest.fixture

@@ -9,11 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
-from synthetic import make_dataset
 
 from selfiemask.data import HashSplitter, is_valid_item, make_dls, split_key
 from selfiemask.files import sha256_file
+from selfiemask.synthetic import make_dataset
 from selfiemask.training import TrainConfig, train
 
 
@@ -138,18 +137,3 @@ def test_pretrained_weights_unavailable_is_loud(tmp_path, monkeypatch):
     ckpt.write_bytes(b"weights")
     ok, how = pretrained.resolve_pretrained(None)
     assert ok and "cache" in how
-
-
-def test_environment_yml_agrees_with_pyproject():
-    import re
-    import tomllib
-
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
-    names = {re.split(r"[<>=!\[ ;]", d)[0].lower() for d in deps}
-    env = (ROOT / "environment.yml").read_text().lower()
-    listed = set(re.findall(r"^\s*-\s*([a-z0-9_.-]+)", env, re.M))
-    missing = names - listed
-    assert not missing, f"environment.yml lacks {missing}"
-    for pinned in ("torch==2.14.1", "torchvision==0.29.1"):
-        assert pinned in env.replace(" ", ""), pinned
-    assert "facenet-pytorch" in env

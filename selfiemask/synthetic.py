@@ -1,4 +1,7 @@
-"""Generated images for tests: no third-party photos, and tasks a tiny model can learn."""
+"""Generated images for the tests and benchmarks: no third-party photos, and tasks a tiny model can learn.
+
+In the package (not in ``tests/``) so that a benchmark can use them without importing the test suite.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +9,8 @@ import random
 from pathlib import Path
 
 from PIL import Image, ImageDraw
+
+__all__ = ["make_dataset", "mask_like"]
 
 
 def mask_like(size: int, masked: bool, rng: random.Random) -> Image.Image:
