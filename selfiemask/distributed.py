@@ -20,6 +20,10 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
+__all__ = ["MainProcessFailed", "active", "all_gather", "barrier", "distrib_ctx", "gather", "init", "is_main",
+           "local_rank", "merge_parts", "on_main", "rank", "setup", "shard_range", "shutdown", "single_process",
+           "world_size"]
+
 T = TypeVar("T")
 
 

@@ -12,6 +12,8 @@ import os
 import socket
 from pathlib import Path
 
+__all__ = ["RESNET34_FILE", "RESNET34_URL", "PretrainedUnavailable", "hub_checkpoint", "resolve_pretrained"]
+
 RESNET34_FILE = "resnet34-b627a593.pth"
 RESNET34_URL = f"https://download.pytorch.org/models/{RESNET34_FILE}"
 
