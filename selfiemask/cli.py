@@ -45,6 +45,9 @@ def _add_predict(sub) -> None:
     p.add_argument("--faces", action="store_true", help="one row per face: path,face,box,label,confidence,error")
     p.add_argument("--whole-image", action="store_true", help="classify whole photos, without face detection")
     p.add_argument("--bs", type=int, default=32, help="batch size")
+    p.add_argument("--allow-unverified-model", action="store_true",
+                   help="load a model that has no card (MODEL.json) or whose card has no export_sha256 "
+                        "(warned on every run; only for a model you made yourself)")
     p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
 
 
@@ -106,7 +109,8 @@ def _predict(args) -> int:
     try:
         dist.setup(args.distributed)
         detect = False if args.whole_image else (True if args.faces else None)
-        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect)
+        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect,
+                         allow_unverified=args.allow_unverified_model)
     except (ModelError, ValueError) as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2

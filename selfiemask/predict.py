@@ -7,7 +7,6 @@ model in batches, without building a DataLoader per call.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,17 +51,28 @@ class Classifier:
     """An exported learner plus the face detector its card says it was trained with."""
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, detect_faces: bool | None = None,
-                 check_sha: bool = True) -> None:
+                 check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False) -> None:
+        """``check_sha`` False or ``allow_unverified``: a model without a (complete) card loads, with a warning.
+
+        The learner is unpickled through :mod:`selfiemask.safe_load`'s allowlist, so a model file cannot
+        run code; ``unsafe_pickle`` (Python API only, for a model you made with code the list lacks) uses
+        fastai's ``load_learner`` and its warning is left visible.
+        """
         import torch
-        from fastai.learner import load_learner
+
+        from .safe_load import UnsafeModelError, load_learner_safely
 
         self.model_path = Path(model_path)
-        self.card = verify_model(self.model_path) if check_sha else {}
+        self.card = verify_model(self.model_path, allow_unverified=allow_unverified or not check_sha)
         try:
-            with warnings.catch_warnings():
-                # fastai warns that pickles can run code; we checked the file's sha256 against its card.
-                warnings.filterwarnings("ignore", message=".*insecure pickle.*")
+            if unsafe_pickle:
+                from fastai.learner import load_learner
+
                 self.learn = load_learner(self.model_path, cpu=True)
+            else:
+                self.learn = load_learner_safely(self.model_path)
+        except UnsafeModelError as e:
+            raise ModelError(f"refusing to load {self.model_path}: {e}") from None
         except Exception as e:  # noqa: BLE001 - unpickling errors are many; the user needs one message
             raise ModelError(f"cannot load {self.model_path}: {type(e).__name__}: {e}") from None
         # channels_last: the same numbers, 10-20% faster convolutions on CPU (benchmarks/speed.py).
