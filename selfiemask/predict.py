@@ -47,6 +47,11 @@ class PhotoResult:
         return self.faces[0] if self.faces else self.fallback
 
 
+def unexpected(e: BaseException) -> str:
+    """The error text of a photo that failed in a way no check foresaw (a row, not a traceback)."""
+    return f"could not be analysed ({type(e).__name__}: {e})"
+
+
 class Classifier:
     """An exported learner plus the face detector its card says it was trained with."""
 
@@ -136,6 +141,20 @@ class Classifier:
                 results[n].faces.append(fv)
         return results
 
+    def _analyze_each_on_failure(self, images: list[Image.Image], names: list[str], bs: int) -> list[PhotoResult]:
+        """The batch at once; if it fails, each photo alone, so only the photo that fails gets an error row."""
+        try:
+            return self.analyze_images(images, names, bs)
+        except Exception:  # noqa: BLE001 - find the photo that fails below
+            pass
+        results = []
+        for img, name in zip(images, names):
+            try:
+                results.extend(self.analyze_images([img], [name], bs))
+            except Exception as e:  # noqa: BLE001 - its row says what happened; the run goes on
+                results.append(PhotoResult(name, error=unexpected(e)))
+        return results
+
     def analyze_files(self, paths: list[str | Path], bs: int = 32, progress=None) -> list[PhotoResult]:
         """Like :meth:`analyze_images` for files; unreadable files get ``error`` and the run goes on."""
         results: list[PhotoResult] = []
@@ -153,11 +172,14 @@ class Classifier:
                 except OSError as e:
                     batch_results.append(PhotoResult(str(p), error=f"cannot read file: {e.strerror or e}"))
                     continue
+                except Exception as e:  # noqa: BLE001 - one odd file must not end the run
+                    batch_results.append(PhotoResult(str(p), error=unexpected(e)))
+                    continue
                 slots.append(len(batch_results))
                 batch_results.append(None)
                 ok_imgs.append(img)
                 ok_names.append(str(p))
-            for slot, res in zip(slots, self.analyze_images(ok_imgs, ok_names, bs)):
+            for slot, res in zip(slots, self._analyze_each_on_failure(ok_imgs, ok_names, bs)):
                 res.image = None  # do not keep every photo of a big folder in memory
                 batch_results[slot] = res
             results.extend(r for r in batch_results if r is not None)
