@@ -21,6 +21,13 @@ MAX_SIDE = 1600
 #: Non-JPEG images above this many pixels are refused: PIL would decode them
 #: whole (12000x12000 RGB is 432 MB) before we could shrink them.
 MAX_PIXELS = 64_000_000
+#: JPEGs are decoded at 1/8 scale when huge, but above this many pixels even that costs
+#: hundreds of MB; no camera makes such a photo (the largest phone sensors are 200 MP), and a small
+#: file whose header claims 65000x65000 decodes to a blank picture.
+MAX_JPEG_PIXELS = 400_000_000
+#: A real JPEG has at least this many bytes per 1,000 pixels it claims (a flat grey one has about
+#: 16, whatever the quality); fewer means a forged or damaged header.
+MIN_JPEG_BYTES_PER_KPIXEL = 1.0
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 
 # Never accept half-decoded images silently: a truncated file is an error.
@@ -66,8 +73,30 @@ def _open(source: str | Path | bytes | bytearray | memoryview) -> Image.Image:
         raise ImageError(f"cannot read image: {e}") from None
 
 
+def _to_8bit(img: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greys scaled to 0-255: PIL's ``convert`` clips them, so a 16-bit scan
+    would turn white (89% of its pixels here) and get a confident verdict on nothing.
+
+    16-bit data (also when PIL holds it in a 32-bit mode) is divided by 257, floats in [0, 1] are
+    multiplied by 255; anything else is stretched from its own minimum to maximum.
+    """
+    import numpy as np
+
+    a = np.asarray(img, dtype=np.float64)
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if img.mode.startswith("I;16") or (img.mode == "I" and lo >= 0 and hi <= 65535):
+        a = a / 257.0
+    elif img.mode == "F" and lo >= 0 and hi <= 1:
+        a = a * 255.0
+    else:
+        a = (a - lo) * (255.0 / (hi - lo)) if hi > lo else np.zeros_like(a)
+    return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     """Flatten transparency onto white: that is how a viewer shows the picture."""
+    if img.mode.startswith("I") or img.mode == "F":
+        img = _to_8bit(img)
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
@@ -76,6 +105,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if img.mode != "RGB":
         return img.convert("RGB")
     return img
+
+
+def _check_jpeg_header(img: Image.Image, source: str | Path | bytes | bytearray | memoryview) -> None:
+    """Refuse a JPEG whose header claims more pixels than any photo, or than its bytes can hold."""
+    w, h = img.size
+    if w * h > MAX_JPEG_PIXELS:
+        raise ImageError(f"corrupt image (the header claims {w}x{h} pixels, more than any photo)")
+    size = len(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).stat().st_size
+    if size * 1000 < w * h * MIN_JPEG_BYTES_PER_KPIXEL:
+        raise ImageError(f"corrupt image (the header claims {w}x{h} pixels, but the file has only {size} bytes)")
 
 
 def load_image(source: str | Path | bytes | bytearray | memoryview, max_side: int = MAX_SIDE) -> Image.Image:
@@ -90,6 +129,7 @@ def load_image(source: str | Path | bytes | bytearray | memoryview, max_side: in
     if w < 1 or h < 1:
         raise ImageError("image has no pixels")
     if img.format == "JPEG":
+        _check_jpeg_header(img, source)
         # Decode at 1/2, 1/4 or 1/8 scale straight from the JPEG: a huge photo
         # never exists at full size in memory.
         img.draft("RGB", (max_side, max_side))

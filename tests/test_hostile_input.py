@@ -64,3 +64,65 @@ def test_an_unexpected_failure_is_that_photos_row(tiny_model, tmp_path, monkeypa
     assert [r.path for r in results] == [str(p) for p in paths]
     assert results[1].error == "could not be analysed (RuntimeError: detector exploded)"
     assert results[0].main is not None and results[2].main is not None and not results[0].error
+
+
+# -- item 7: high bit depths are scaled, forged JPEG headers are errors ------------------------------
+def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def deep_images() -> dict[str, bytes]:
+    """The same two-tone grey picture (10000 and 30000 of 65535) at 16 bits, in 32-bit ints and as floats."""
+    import numpy as np
+
+    a = np.full((40, 40), 30000, dtype=np.uint16)
+    a[:20] = 10000
+    return {"grey16.png": _bytes(Image.fromarray(a), "PNG"),
+            "grey16.tif": _bytes(Image.fromarray(a), "TIFF"),
+            "grey16_in_32.tif": _bytes(Image.fromarray(a.astype(np.int32)), "TIFF"),
+            "float.tif": _bytes(Image.fromarray(a.astype(np.float32) / 65535), "TIFF")}
+
+
+@pytest.mark.parametrize("name", list(deep_images()))
+def test_deep_images_are_scaled_not_clipped_to_white(name):
+    import numpy as np
+
+    from selfiemask.images import load_image
+
+    out = np.asarray(load_image(deep_images()[name]))
+    assert out[0, 0].tolist() == [39, 39, 39] and out[30, 0].tolist() == [117, 117, 117]
+    assert (out == 255).mean() == 0
+
+
+def forged_jpeg(w: int, h: int) -> bytes:
+    """A 16x16 JPEG whose frame header is edited to claim ``w`` x ``h`` pixels."""
+    data = bytearray(_bytes(Image.new("RGB", (16, 16), (200, 10, 10)), "JPEG"))
+    i = data.index(b"\xff\xc0")
+    data[i + 5:i + 7] = h.to_bytes(2, "big")
+    data[i + 7:i + 9] = w.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("side", [65000, 3000])
+def test_forged_jpeg_header_is_an_error_in_bounded_memory(tmp_path, side):
+    path = tmp_path / "bomb.jpg"
+    path.write_bytes(forged_jpeg(side, side))
+    code = ("import resource, sys\nfrom selfiemask.images import ImageError, load_image\n"
+            f"try:\n    load_image({str(path)!r}); print('loaded')\nexcept ImageError as e:\n    print(e)\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[0].startswith("corrupt image (the header claims") and f"{side}x{side}" in out[0]
+    assert int(out[1]) < 300, f"peak memory {out[1]} MB"
+
+
+def test_deep_and_forged_images_through_cli(tiny_model, tmp_path):
+    for name, data in deep_images().items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "bomb.jpg").write_bytes(forged_jpeg(65000, 65000))
+    res = run_cli("predict", "--model", tiny_model, "--csv", tmp_path)
+    rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv_rows(res)}
+    assert res.returncode == 0 and len(rows) == 5
+    assert rows["bomb.jpg"]["label"] == "error" and "corrupt image" in rows["bomb.jpg"]["error"]
+    assert all(r["label"] != "error" for n, r in rows.items() if n != "bomb.jpg")
