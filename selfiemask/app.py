@@ -47,10 +47,11 @@ def draw_boxes(img: Image.Image, result: PhotoResult) -> Image.Image:
     scale = min(1.0, DISPLAY_SIDE / max(out.size))
     if scale < 1:
         out = out.resize((round(out.width * scale), round(out.height * scale)))
+    box_scale = out.width / (result.size or img.size)[0]  # boxes are in pixels of the original photo
     d = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 160))
     for i, f in enumerate(result.faces, start=1):
-        box = [round(v * scale) for v in f.box]
+        box = [round(v * box_scale) for v in f.box]
         colour = COLOURS.get(f.label, "#1565c0")
         d.rectangle(box, outline=colour, width=width)
         d.rectangle([box[0], max(0, box[1] - 14), box[0] + 14, max(14, box[1])], fill=colour)

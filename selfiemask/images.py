@@ -28,6 +28,8 @@ MAX_JPEG_PIXELS = 400_000_000
 #: A real JPEG has at least this many bytes per 1,000 pixels it claims (a flat grey one has about
 #: 16, whatever the quality); fewer means a forged or damaged header.
 MIN_JPEG_BYTES_PER_KPIXEL = 1.0
+#: Key of ``Image.info`` where :func:`load_image` records the photo's upright size before shrinking.
+ORIGINAL_SIZE = "selfiemask_original_size"
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".heic", ".heif"}
 
 # Never accept half-decoded images silently: a truncated file is an error.
@@ -145,14 +147,23 @@ def load_image(source: str | Path | bytes | bytearray | memoryview, max_side: in
         if "truncated" in msg:
             raise ImageError("truncated image (the file ends early; was the download interrupted?)") from None
         raise ImageError(f"corrupt image ({msg or type(e).__name__})") from None
+    before = img.size
     try:
         img = ImageOps.exif_transpose(img)
     except Exception:  # noqa: BLE001 - a broken EXIF block should not lose the photo
         pass
+    upright = (h, w) if img.size == before[::-1] and before[0] != before[1] else (w, h)
     img = _to_rgb(img)
     if max(img.size) > max_side:
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    # Faces are found on this working copy; boxes are reported in pixels of the upright original.
+    img.info[ORIGINAL_SIZE] = upright
     return img
+
+
+def original_size(img: Image.Image) -> tuple[int, int]:
+    """The upright size of the photo ``img`` was loaded from (its own size if it was not shrunk)."""
+    return tuple(img.info.get(ORIGINAL_SIZE, img.size))  # type: ignore[return-value]
 
 
 def is_image_path(path: Path) -> bool:

@@ -14,7 +14,7 @@ from PIL import Image
 
 from .card import ModelError, verify_model
 from .faces import DEFAULT_MARGIN, Face, FaceDetector, crop_face
-from .images import ImageError, load_image
+from .images import ImageError, load_image, original_size
 
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "export.pkl"
 
@@ -40,11 +40,22 @@ class PhotoResult:
     fallback: FaceVerdict | None = None
     error: str = ""
     image: Image.Image | None = None
+    size: tuple[int, int] | None = None  # the upright original's size: face boxes are in its pixels
 
     @property
     def main(self) -> FaceVerdict | None:
         """The verdict for the photo: its largest face, else the whole-image fallback."""
         return self.faces[0] if self.faces else self.fallback
+
+
+def to_original(box: tuple[int, int, int, int], img: Image.Image, size: tuple[int, int] | None
+                ) -> tuple[int, int, int, int]:
+    """A box found on the working copy ``img``, in pixels of the original of ``size`` (clipped to it)."""
+    if not size or size == img.size:
+        return box
+    sx, sy = size[0] / img.width, size[1] / img.height
+    l, t, r, b = box
+    return (max(0, round(l * sx)), max(0, round(t * sy)), min(size[0], round(r * sx)), min(size[1], round(b * sy)))
 
 
 def unexpected(e: BaseException) -> str:
@@ -124,7 +135,7 @@ class Classifier:
         crops: list[Image.Image] = []
         owners: list[tuple[int, Face | None]] = []
         for n, img in enumerate(images):
-            results.append(PhotoResult(names[n], image=img))
+            results.append(PhotoResult(names[n], image=img, size=original_size(img)))
             faces = self.detector.detect(img) if self.detector else []
             if faces:
                 for f in faces:
@@ -134,7 +145,8 @@ class Classifier:
                 crops.append(img)
                 owners.append((n, None))
         for (n, face), v in zip(owners, self.classify(crops, bs)):
-            fv = FaceVerdict(v.label, v.confidence, v.probs, face.box if face else None)
+            fv = FaceVerdict(v.label, v.confidence, v.probs,
+                             to_original(face.box, images[n], results[n].size) if face else None)
             if face is None:
                 results[n].fallback = fv
             else:

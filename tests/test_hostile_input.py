@@ -126,3 +126,56 @@ def test_deep_and_forged_images_through_cli(tiny_model, tmp_path):
     assert res.returncode == 0 and len(rows) == 5
     assert rows["bomb.jpg"]["label"] == "error" and "corrupt image" in rows["bomb.jpg"]["error"]
     assert all(r["label"] != "error" for n, r in rows.items() if n != "bomb.jpg")
+
+
+# -- item 5: boxes in pixels of the upright original -------------------------------------------------
+def iou(a, b) -> float:
+    l, t, r, btm = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    inter = max(0, r - l) * max(0, btm - t)
+    area = lambda x: (x[2] - x[0]) * (x[3] - x[1])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+@pytest.fixture(scope="module")
+def big_photo(astronaut):
+    """The astronaut scaled 6x (3072 px) on a 4200x3072 canvas, and where its face is in it."""
+    from selfiemask.faces import FaceDetector
+
+    (face,) = FaceDetector().detect(astronaut)
+    canvas = Image.new("RGB", (4200, 3072), (90, 90, 90))
+    canvas.paste(astronaut.resize((3072, 3072), Image.Resampling.BICUBIC), (1128, 0))
+    expected = (face.box[0] * 6 + 1128, face.box[1] * 6, face.box[2] * 6 + 1128, face.box[3] * 6)
+    return canvas, expected
+
+
+def test_face_boxes_are_in_pixels_of_the_original_photo(tiny_model, tmp_path, big_photo):
+    canvas, expected = big_photo
+    canvas.save(tmp_path / "big.jpg", quality=90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways: shown rotated 90° clockwise, i.e. as ``canvas``
+    canvas.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "big_sideways.jpg", quality=90, exif=exif.tobytes())
+    res = run_cli("predict", "--model", tiny_model, "--csv", "--faces", tmp_path)
+    rows = csv_rows(res)
+    assert res.returncode == 0 and len(rows) == 2, res.stderr
+    for r in rows:
+        box = tuple(map(int, r["box"].split()))
+        assert iou(box, expected) > 0.7, (r, expected)
+
+
+def test_app_and_video_boxes_on_a_big_photo(tiny_model, big_photo):
+    from selfiemask.app import App, draw_boxes
+    from selfiemask.images import load_image
+    from selfiemask.predict import Classifier
+    from selfiemask.watch import FrameAnalyzer
+
+    canvas, expected = big_photo
+    app = App(tiny_model)
+    img = load_image(_bytes(canvas, "JPEG", quality=90))
+    (result,) = app.classifier.analyze_images([img])
+    assert iou(result.faces[0].box, expected) > 0.7
+    drawn = draw_boxes(img, result)  # the box is drawn where the face is on the displayed copy
+    s = drawn.width / canvas.width
+    l, t, r, b = (round(v * s) for v in expected)
+    assert drawn.getpixel((l, (t + b) // 2)) != img.resize(drawn.size).getpixel((l, (t + b) // 2))
+    record = FrameAnalyzer(Classifier(tiny_model))(canvas)  # video frames are judged at full size
+    assert iou(record.faces[0].box, expected) > 0.7
