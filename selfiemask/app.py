@@ -131,7 +131,7 @@ class App:
 
     def widget(self) -> W.Widget:
         title = W.HTML("<h2 style='margin-bottom:0'>Selfie Mask Detector</h2>")
-        intro = W.HTML("Upload one or more selfies (JPG, PNG, WEBP, GIF): each face gets <b>Mask on</b> or "
+        intro = W.HTML("Upload one or more selfies (JPG, PNG, HEIC, WEBP, GIF): each face gets <b>Mask on</b> or "
                        "<b>No mask</b> with the model's confidence. Photos stay in this session; nothing is stored.")
         return W.VBox([title, intro, W.HBox([self.upload, *self.sample_buttons]), self.status, self.results,
                        self.footer])
@@ -165,7 +165,8 @@ class App:
             result = self.classifier.analyze_images([img], [name])[0]
         except ImageError as e:
             box = W.VBox([header, message_widget(f"Sorry, this file cannot be used: {e}. "
-                                                 "Please upload a photo (JPG, PNG, WEBP or GIF).", "upload-error")])
+                                                 "Please upload a photo (JPG, PNG, HEIC, WEBP or GIF).",
+                                                 "upload-error")])
             box.add_class("result")
             return box
         except Exception as e:  # noqa: BLE001 - never a traceback on the page

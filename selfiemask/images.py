@@ -37,7 +37,7 @@ ImageFile.LOAD_TRUNCATED_IMAGES = False
 # Our own MAX_PIXELS check replaces PIL's bomb warning, which fires at 89 MP.
 Image.MAX_IMAGE_PIXELS = None
 
-try:  # HEIC from iPhones, when the optional decoder is installed.
+try:  # HEIC, the format iPhones save selfies in (pillow-heif is a dependency; its absence is explained)
     from pillow_heif import register_heif_opener
 
     register_heif_opener()
@@ -48,6 +48,19 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 class ImageError(ValueError):
     """A file that cannot be used as a photo; the message is meant for users."""
+
+
+#: ISO-BMFF brands of HEIC/HEIF files (bytes 8-12): an upload has no name suffix to go by.
+HEIC_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
+
+
+def _looks_heic(fp: io.BytesIO | Path) -> bool:
+    if isinstance(fp, Path):
+        with open(fp, "rb") as f:
+            head = f.read(12)
+    else:
+        head = fp.getvalue()[:12]
+    return head[4:8] == b"ftyp" and head[8:12] in HEIC_BRANDS
 
 
 def _open(source: str | Path | bytes | bytearray | memoryview) -> Image.Image:
@@ -68,7 +81,7 @@ def _open(source: str | Path | bytes | bytearray | memoryview) -> Image.Image:
         return Image.open(fp)
     except UnidentifiedImageError:
         suffix = fp.suffix.lower() if isinstance(fp, Path) else ""
-        if suffix in {".heic", ".heif"} and not HEIC_SUPPORTED:
+        if (suffix in {".heic", ".heif"} or _looks_heic(fp)) and not HEIC_SUPPORTED:
             raise ImageError("HEIC image, but no HEIC decoder is installed (pip install pillow-heif)") from None
         raise ImageError("not an image (format not recognised)") from None
     except OSError as e:  # pragma: no cover - rare PIL header errors

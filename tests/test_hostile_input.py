@@ -179,3 +179,44 @@ def test_app_and_video_boxes_on_a_big_photo(tiny_model, big_photo):
     assert drawn.getpixel((l, (t + b) // 2)) != img.resize(drawn.size).getpixel((l, (t + b) // 2))
     record = FrameAnalyzer(Classifier(tiny_model))(canvas)  # video frames are judged at full size
     assert iou(record.faces[0].box, expected) > 0.7
+
+
+# -- item 8: HEIC ---------------------------------------------------------------------------------------
+def heic_bytes(img: Image.Image) -> bytes:
+    """A real HEIC (HEVC-coded, as an iPhone saves), made here with pillow-heif's encoder."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    data = _bytes(img, "HEIF", quality=90)
+    assert data[4:12] == b"ftypheic"
+    return data
+
+
+def test_heic_works_in_cli_app_and_clean(tiny_model, tmp_path, astronaut):
+    from selfiemask.app import App
+    from selfiemask.clean import Layout, read_rows
+
+    data = heic_bytes(astronaut)
+    (tmp_path / "selfie.heic").write_bytes(data)
+    (tmp_path / "named_jpg_but_heic.jpg").write_bytes(data)
+    res = run_cli("predict", "--model", tiny_model, "--csv", "--faces", tmp_path)
+    rows = csv_rows(res)
+    assert res.returncode == 0 and len(rows) == 2
+    assert all(r["label"] in {"with_mask", "without_mask"} and r["face"] == "0" for r in rows), rows
+    app = App(tiny_model)
+    app.show([("IMG_0001.HEIC", data)])  # an upload: bytes, no suffix to go by
+    assert len(_find(app.results, "verdict")) == 1 and not _find(app.results, "upload-error")
+    layout = Layout.under(tmp_path / "data")
+    (layout.raw / "with_mask").mkdir(parents=True)
+    (layout.raw / "with_mask" / "IMG_0001.heic").write_bytes(data)
+    res = run_cli("clean", "verify", "--data", tmp_path / "data", "--quiet")
+    assert res.returncode == 0, res.stderr
+    (row,) = read_rows(layout.sources)
+    assert row["outcome"] == "clean", row
+
+
+def _find(widget, cls: str) -> list:
+    found = [widget] if cls in widget._dom_classes else []
+    for child in getattr(widget, "children", ()):
+        found += _find(child, cls)
+    return found
