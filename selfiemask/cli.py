@@ -179,7 +179,16 @@ def _watch(args) -> int:
     return run(args)
 
 
+def safe_output() -> None:
+    """Never crash on printing a file name: one that is not valid UTF-8 (kept by Python as surrogate escapes)
+    is written with backslash escapes (``caf\\udce9.jpg``), on stdout and stderr alike, whatever the locale."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
+
+
 def main(argv: list[str] | None = None) -> int:
+    safe_output()
     parser = argparse.ArgumentParser(prog="selfiemask", description="Mask / no mask, per face, for selfies.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)

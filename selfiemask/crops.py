@@ -68,13 +68,13 @@ def list_labelled_images(src: Path, classes: list[str] | None = None) -> list[Pa
 def _read_manifest(path: Path) -> dict[str, dict]:
     if not path.exists():
         return {}
-    with open(path, newline="") as f:
+    with open(path, encoding="utf-8", errors="surrogateescape", newline="") as f:  # non-UTF-8 names kept
         return {row["source"]: row for row in csv.DictReader(f)}
 
 
 def _write_manifest(path: Path, rows: dict[str, dict]) -> None:
     tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as f:
+    with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
         w = csv.DictWriter(f, FIELDS)
         w.writeheader()
         for key in sorted(rows):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import random
 import subprocess
 import sys
@@ -220,3 +221,45 @@ def _find(widget, cls: str) -> list:
     for child in getattr(widget, "children", ()):
         found += _find(child, cls)
     return found
+
+
+# -- item 6: file names that are not UTF-8 -------------------------------------------------------------
+LATIN1 = os.fsdecode(b"caf\xe9")  # 'caf\udce9': how Python holds the byte 0xE9 of a non-UTF-8 name
+
+
+def test_clean_verify_with_non_utf8_names_keeps_its_state(tmp_path):
+    from selfiemask.clean import Layout, read_rows
+
+    layout = Layout.under(tmp_path / "data")
+    folder = layout.raw / "with_mask"
+    folder.mkdir(parents=True)
+    rng = random.Random(4)
+    good = mask_like(128, True, rng)
+    good.save(folder / f"{LATIN1}_good.jpg")
+    (folder / f"{LATIN1}_broken.jpg").write_bytes(b"not a photo at all")
+    mask_like(128, False, rng).save(folder / "plain.jpg")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    res = run_cli("clean", "verify", "--data", tmp_path / "data", "--quiet", env=env)
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert "caf\\udce9_broken.jpg" in res.stdout  # printed escaped, never a crash
+    assert layout.sources.exists() and not layout.sources.with_name("sources.csv.tmp").exists()
+    assert layout.hash_cache.exists()
+    rows = {r["source"]: r for r in read_rows(layout.sources)}
+    assert rows[f"with_mask/{LATIN1}_good.jpg"]["outcome"] == "clean"
+    assert rows[f"with_mask/{LATIN1}_broken.jpg"]["outcome"] == "rejected"
+    assert (layout.clean / "with_mask" / f"{LATIN1}_good.jpg").exists()
+    log = layout.reject_log.read_bytes()
+    rejected = sorted(p.name for p in layout.rejected.rglob("*.jpg"))
+    again = run_cli("clean", "verify", "--data", tmp_path / "data", "--quiet", env=env)
+    assert again.returncode == 0 and "3 already handled" in again.stdout, again.stdout
+    assert layout.reject_log.read_bytes() == log and sorted(p.name for p in layout.rejected.rglob("*.jpg")) == rejected
+
+
+def test_predict_prints_non_utf8_names_on_a_strict_stdout(tiny_model, tmp_path):
+    mask_like(64, True, random.Random(2)).save(tmp_path / f"{LATIN1}.jpg")
+    (tmp_path / f"{LATIN1}_text.jpg").write_text("no photo")
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
+    for extra in ([], ["--csv"]):
+        res = run_cli("predict", "--model", tiny_model, *extra, tmp_path, env=env)
+        assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+        assert res.stdout.count("caf\\udce9") == 2
