@@ -38,7 +38,9 @@ def _add_train(sub) -> None:
 
 
 def _add_predict(sub) -> None:
-    p = sub.add_parser("predict", help="classify images and folders of images")
+    p = sub.add_parser("predict", help="classify images and folders of images",
+                       epilog="A file whose name starts with '-' is taken for an option: put -- before the "
+                              "paths (selfiemask predict -- -photo.jpg).")
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--model", type=Path, default=None, help="exported learner (default: the project's export.pkl)")
     p.add_argument("--csv", action="store_true", help="print CSV to stdout")
@@ -114,7 +116,10 @@ def _predict(args) -> int:
     except (ModelError, ValueError) as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2
-    paths = find_images(args.paths)
+    skipped: list[tuple[str, str]] = []
+    paths = find_images(args.paths, skipped)
+    for path, why in skipped:
+        print(f"selfiemask predict: skipped {path}: {why}", file=sys.stderr)
     if not paths:
         print("selfiemask predict: no images found in " + " ".join(args.paths), file=sys.stderr)
         return 2
@@ -187,8 +192,24 @@ def safe_output() -> None:
             stream.reconfigure(errors="backslashreplace")
 
 
+def _dash_file_hint(argv: list[str]) -> str:
+    """The paths of ``predict`` that argparse will take for options: existing files named ``-...``."""
+    if not argv or argv[0] != "predict":
+        return ""
+    tokens = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    dashed = [t for t in tokens if t.startswith("-") and t != "-" and Path(t).exists()]
+    if not dashed:
+        return ""
+    return (f"selfiemask predict: {dashed[0]} is a file whose name starts with '-', which reads as an option; "
+            f"put -- before the paths: selfiemask predict [options] -- {' '.join(dashed)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     safe_output()
+    hint = _dash_file_hint(sys.argv[1:] if argv is None else argv)
+    if hint:
+        print(hint, file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="selfiemask", description="Mask / no mask, per face, for selfies.")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)

@@ -71,10 +71,14 @@ def _open(source: str | Path | bytes | bytearray | memoryview) -> Image.Image:
         fp: io.BytesIO | Path = io.BytesIO(data)
     else:
         fp = Path(source)
+        if fp.is_symlink() and not fp.exists():
+            raise ImageError("a broken symbolic link or a link loop")
         if not fp.exists():
             raise ImageError(f"no such file: {fp}")
         if fp.is_dir():
             raise ImageError(f"is a folder, not an image: {fp}")
+        if not fp.is_file():  # opening a FIFO would wait forever for a writer
+            raise ImageError("not a regular file (a FIFO, device or socket)")
         if fp.stat().st_size == 0:
             raise ImageError("empty file (0 bytes)")
     try:
@@ -184,16 +188,35 @@ def is_image_path(path: Path) -> bool:
     return path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
-def find_images(paths: list[str | Path]) -> list[Path]:
+def find_images(paths: list[str | Path], skipped: list[tuple[str, str]] | None = None) -> list[Path]:
     """Expand files and folders (recursively) into a sorted list of image paths.
 
     Files named explicitly are kept whatever their suffix, so a broken file
-    the user asked about gets an error row rather than silence.
+    the user asked about gets an error row rather than silence. Entries of a
+    folder that are named like images but are not files (FIFOs, broken links,
+    link loops, folders called ``x.jpg``), and folders without images, are
+    added to ``skipped`` as (path, reason) so the caller can say so.
     """
     found: list[Path] = []
     for p in map(Path, paths):
         if p.is_dir():
-            found.extend(sorted(q for q in p.rglob("*") if is_image_path(q)))
+            inside = sorted(q for q in p.rglob("*") if is_image_path(q))
+            if skipped is not None:
+                skipped.extend((str(q), why) for q in sorted(p.rglob("*")) if (why := _not_a_file(q)))
+                if not inside:
+                    skipped.append((str(p), "a folder with no images in it"))
+            found.extend(inside)
         else:
             found.append(p)
     return found
+
+
+def _not_a_file(path: Path) -> str:
+    """Why an entry named like an image is skipped by a folder search ('' for files and other names)."""
+    if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith(".") or path.is_file():
+        return ""
+    if path.is_symlink() and not path.exists():
+        return "a broken symbolic link or a link loop"
+    if path.is_dir():
+        return "a folder named like an image (searched as a folder)"
+    return "not a regular file (a FIFO, device or socket)"

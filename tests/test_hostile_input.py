@@ -263,3 +263,37 @@ def test_predict_prints_non_utf8_names_on_a_strict_stdout(tiny_model, tmp_path):
         res = run_cli("predict", "--model", tiny_model, *extra, tmp_path, env=env)
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
         assert res.stdout.count("caf\\udce9") == 2
+
+
+# -- item 9: names that read as options, folders named like photos, FIFOs and link loops -----------------
+def test_leading_dash_file_name_gets_a_hint_and_works_after_double_dash(tiny_model, tmp_path):
+    mask_like(64, True, random.Random(6)).save(tmp_path / "-leading-dash.jpg")
+    res = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--model", str(tiny_model),
+                          "-leading-dash.jpg"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 2 and "put -- before the paths" in res.stderr
+    res = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--model", str(tiny_model), "--",
+                          "-leading-dash.jpg"], capture_output=True, text=True, cwd=tmp_path)
+    assert res.returncode == 0 and res.stdout.startswith("-leading-dash.jpg: "), res.stderr
+    assert "put -- before the paths" in run_cli("predict", "--help").stdout.replace("\n", " ").replace("  ", " ")
+
+
+def test_odd_entries_are_reported_not_skipped_silently(tiny_model, tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    mask_like(64, True, random.Random(7)).save(d / "good.jpg")
+    (d / "folder.jpg").mkdir()
+    os.mkfifo(d / "pipe.jpg")
+    (d / "loop.jpg").symlink_to(d / "loop.jpg")
+    (d / "dangling.jpg").symlink_to(d / "missing.jpg")
+    empty = tmp_path / "x.jpg"
+    empty.mkdir()
+    res = run_cli("predict", "--model", tiny_model, "--csv", d, empty)
+    assert res.returncode == 0 and len(csv_rows(res)) == 1, res.stderr
+    for name, why in [("folder.jpg", "a folder named like an image"), ("pipe.jpg", "not a regular file"),
+                      ("loop.jpg", "link loop"), ("dangling.jpg", "broken symbolic link")]:
+        assert f"skipped {d / name}: " in res.stderr and why in res.stderr, res.stderr
+    assert f"skipped {empty}: a folder with no images in it" in res.stderr
+    res = run_cli("predict", "--model", tiny_model, "--csv", d / "pipe.jpg", d / "loop.jpg")  # named explicitly
+    rows = csv_rows(res)
+    assert [r["error"] for r in rows] == ["not a regular file (a FIFO, device or socket)",
+                                          "a broken symbolic link or a link loop"]
