@@ -46,7 +46,7 @@ def draw_boxes(img: Image.Image, result: PhotoResult) -> Image.Image:
     out = img.copy()
     scale = min(1.0, DISPLAY_SIDE / max(out.size))
     if scale < 1:
-        out = out.resize((round(out.width * scale), round(out.height * scale)))
+        out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))))  # 20000x1 too
     box_scale = out.width / (result.size or img.size)[0]  # boxes are in pixels of the original photo
     d = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 160))

@@ -297,3 +297,83 @@ def test_odd_entries_are_reported_not_skipped_silently(tiny_model, tmp_path):
     rows = csv_rows(res)
     assert [r["error"] for r in rows] == ["not a regular file (a FIFO, device or socket)",
                                           "a broken symbolic link or a link loop"]
+
+
+# -- the whole corpus: CLI (plain, --csv, --faces), the app in-process and clean verify --------------
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    from hostile_corpus import make_corpus
+
+    folder = tmp_path_factory.mktemp("corpus") / "with_mask"
+    return folder, make_corpus(folder)
+
+
+def _check(name: str, label: str, error: str, expect: str) -> None:
+    assert "Traceback" not in error
+    if expect == "verdict":
+        assert label in {"with_mask", "without_mask"} and not error, (name, label, error)
+    elif expect != "any":
+        assert label == "error" and expect in error, (name, label, error)
+
+
+@pytest.mark.parametrize("mode", ["--csv", "--faces"])
+def test_corpus_through_cli_csv(tiny_model, corpus, mode):
+    folder, expect = corpus
+    res = run_cli("predict", "--model", tiny_model, "--csv", *([mode] if mode == "--faces" else []), folder,
+                  env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    rows = csv_rows(res)
+    names = [r["path"].rsplit("/", 1)[-1] for r in rows]
+    escaped = {n.encode("utf-8", "backslashreplace").decode(): n for n in expect}  # as stdout prints them
+    assert sorted(escaped[n] for n in names) == sorted(expect)  # one row per file (faces: none are found)
+    for n, r in zip(names, rows):
+        _check(n, r["label"], r["error"], expect[escaped[n]])
+    for special in ("fifo.jpg", "loop.jpg", "folder.jpg"):
+        assert f"skipped {folder / special}: " in res.stderr
+
+
+def test_corpus_through_cli_plain(tiny_model, corpus):
+    folder, expect = corpus
+    res = run_cli("predict", "--model", tiny_model, folder)
+    assert res.returncode == 0 and "Traceback" not in res.stderr
+    assert len(res.stdout.strip().splitlines()) == len(expect)
+    assert sum(": error: " in line for line in res.stdout.splitlines()) == \
+        sum(e not in ("verdict", "any") for e in expect.values())
+
+
+def test_corpus_through_the_app(tiny_model, corpus):
+    from selfiemask.app import App
+
+    folder, expect = corpus
+    app = App(tiny_model)
+    for name, what in expect.items():
+        app.show([(name, (folder / name).read_bytes())])
+        (box,) = app.results.children
+        verdicts, errors = _find(box, "verdict"), _find(box, "upload-error")
+        text = " ".join(w.value for w in errors)
+        assert len(verdicts) + len(errors) >= 1 and "Traceback" not in text, name
+        if what == "verdict":
+            assert verdicts and not errors, (name, text)
+        elif what != "any":
+            assert errors and not verdicts and what in text, (name, text)
+    app.show([("good.jpg", (folder / "good.jpg").read_bytes())])  # and the page still works
+    assert len(_find(app.results, "verdict")) == 1
+
+
+def test_corpus_through_clean_verify(corpus, tmp_path):
+    import shutil
+
+    from selfiemask.clean import Layout, read_rows
+
+    folder, expect = corpus
+    layout = Layout.under(tmp_path / "data")
+    (layout.raw / "with_mask").mkdir(parents=True)
+    for name in expect:
+        shutil.copy(folder / name, layout.raw / "with_mask" / name)
+    res = run_cli("clean", "verify", "--data", tmp_path / "data", "--quiet")
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    rows = {r["source"].split("/", 1)[1]: r for r in read_rows(layout.sources)}
+    assert sorted(rows) == sorted(expect)
+    for name, what in expect.items():
+        if what not in ("verdict", "any"):
+            assert rows[name]["outcome"] == "rejected" and rows[name]["reason"], rows[name]
