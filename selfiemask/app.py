@@ -108,6 +108,8 @@ class App:
         self.results = W.VBox()
         self.results.add_class("results")
         self.status = W.HTML()
+        self.guard = W.HTML()  # where the browser-side size check (upload_guard.py) writes its message
+        self.guard.add_class("upload-guard")
         self.footer = W.HTML()
         self.upload.observe(self._on_upload, names="value")
         self.classifier: Classifier | None = None
@@ -133,7 +135,7 @@ class App:
         title = W.HTML("<h2 style='margin-bottom:0'>Selfie Mask Detector</h2>")
         intro = W.HTML("Upload one or more selfies (JPG, PNG, HEIC, WEBP, GIF): each face gets <b>Mask on</b> or "
                        "<b>No mask</b> with the model's confidence. Photos stay in this session; nothing is stored.")
-        return W.VBox([title, intro, W.HBox([self.upload, *self.sample_buttons]), self.status, self.results,
+        return W.VBox([title, intro, W.HBox([self.upload, *self.sample_buttons]), self.status, self.guard, self.results,
                        self.footer])
 
     def _on_upload(self, change) -> None:
