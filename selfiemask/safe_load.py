@@ -14,9 +14,10 @@ the tensors):
 
 * a global is found only if it is on :data:`ALLOWED_GLOBALS` (or
   :data:`VALUE_ONLY`), on PyTorch's own weights-only allowlist, added with
-  ``torch.serialization.add_safe_globals``, or a class or function defined in
-  the ``selfiemask`` package itself; anything else stops the load with a
-  :class:`UnsafeModelError` that names it, before it is imported;
+  ``torch.serialization.add_safe_globals``, or a public class or function defined
+  in the ``selfiemask`` package itself (those may be stored and package classes
+  instantiated, but never called while loading); anything else stops the load
+  with a :class:`UnsafeModelError` that names it, before it is imported;
 * only allowlisted callables are called (``REDUCE``), only allowlisted classes
   are instantiated (``NEWOBJ``) and given state (``BUILD``); :data:`VALUE_ONLY`
   objects (``print``, ``functools.reduce``...) may be stored but never called;
@@ -220,6 +221,8 @@ def _package_object(module: str, name: str) -> Any | None:
     """A class or function defined at the top level of a module of this package, else None."""
     if not (module == TRUSTED_PACKAGE or module.startswith(TRUSTED_PACKAGE + ".")) or "." in name:
         return None
+    if any(part.startswith("_") for part in (*module.split("."), name)):
+        return None  # never import selfiemask.__main__ (it runs the CLI) or private helpers
     try:
         obj = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError):
@@ -374,7 +377,13 @@ class RestrictedUnpickler(pickle._Unpickler):  # the pure-Python unpickler: its 
                 raise UnsafeModelError(f"it needs {full}, which is allowed but not installed here") from None
             return self._allow(obj, full in ALLOWED_GLOBALS)
         if (obj := _package_object(module, name)) is not None:
-            return self._allow(obj, True)
+            # A package class may be instantiated (NEWOBJ) and given state (BUILD), and a package function
+            # stored (a splitter, a transform); neither is *called* while loading: selfiemask has
+            # functions that write and move files (card.write_atomic, clean.set_aside).
+            self._keep.append(obj)
+            if isinstance(obj, type):
+                self._classes.add(obj)
+            return obj
         raise _refused(full)
 
     def load_reduce(self) -> None:

@@ -173,6 +173,25 @@ def test_package_classes_and_functions_are_allowed_by_prefix(tmp_path):
     with pytest.raises(UnsafeModelError, match="functools"):
         load_learner_safely(model)
 
+    from selfiemask import card
+
+    target = tmp_path / "written_by_the_model"
+
+    class Writer:  # a package function that writes files: stored is fine, called while loading is not
+        def __reduce__(self):
+            return card.write_atomic, (target, "pwned")
+
+    torch.save(Writer(), model)
+    with pytest.raises(UnsafeModelError, match="calls selfiemask.card.write_atomic"):
+        load_learner_safely(model)
+    assert not target.exists()
+
+    from selfiemask.safe_load import _package_object
+
+    assert _package_object("selfiemask.__main__", "main") is None  # importing it would run the CLI
+    assert "selfiemask.__main__" not in sys.modules
+    assert _package_object("selfiemask.faces", "crop_face") is faces.crop_face
+
 
 @pytest.mark.parametrize("card", ["missing", "no_sha"])
 def test_model_without_a_checked_card_is_refused_unless_asked(tiny_model, tmp_path, photo, card):
