@@ -209,3 +209,11 @@ def test_model_without_a_checked_card_is_refused_unless_asked(tiny_model, tmp_pa
     assert res.returncode == 2 and "--allow-unverified-model" in res.stderr
     res = run_cli("predict", "--model", model, "--allow-unverified-model", photo)
     assert res.returncode == 0 and "UNVERIFIED" in res.stderr and "mask" in res.stdout
+
+
+def test_bypassing_the_allowlist_keeps_fastais_warning(tiny_model):
+    """``unsafe_pickle`` (Python API only) uses fastai's loader, and its pickle warning is not hidden."""
+    from selfiemask.predict import Classifier
+
+    with pytest.warns(UserWarning, match="insecure pickle"):
+        Classifier(tiny_model, unsafe_pickle=True)
