@@ -44,7 +44,15 @@ def tree(pid: int):
 
 
 def kernels(pid: int) -> int:
-    return sum("ipykernel" in " ".join(p.cmdline()) for p in tree(pid)[1:])
+    import psutil
+
+    alive = 0
+    for p in tree(pid)[1:]:
+        try:  # a kernel that was shut down may linger as a zombie until reaped: it is gone
+            alive += p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline())
+        except psutil.Error:
+            pass
+    return alive
 
 
 class PeakMemory(threading.Thread):

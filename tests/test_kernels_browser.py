@@ -22,7 +22,13 @@ def kernels(pid: int) -> int:
     """Kernel processes below the server ``pid``."""
     import psutil
 
-    return sum("ipykernel" in " ".join(p.cmdline()) for p in psutil.Process(pid).children(recursive=True))
+    alive = 0
+    for p in psutil.Process(pid).children(recursive=True):
+        try:  # a kernel that was shut down may linger as a zombie until reaped: it is gone
+            alive += p.status() != psutil.STATUS_ZOMBIE and "ipykernel" in " ".join(p.cmdline())
+        except psutil.Error:
+            pass
+    return alive
 
 
 @pytest.fixture()
