@@ -43,11 +43,12 @@ def draw_boxes(img: Image.Image, result: PhotoResult) -> Image.Image:
     out = img.copy()
     scale = min(1.0, DISPLAY_SIDE / max(out.size))
     if scale < 1:
-        out = out.resize((round(out.width * scale), round(out.height * scale)))
+        out = out.resize((max(1, round(out.width * scale)), max(1, round(out.height * scale))))  # 20000x1 too
+    box_scale = out.width / (result.size or img.size)[0]  # boxes are in pixels of the original photo
     d = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 160))
     for i, f in enumerate(result.faces, start=1):
-        box = [round(v * scale) for v in f.box]
+        box = [round(v * box_scale) for v in f.box]
         shade = colour(f.label)
         d.rectangle(box, outline=shade, width=width)
         d.rectangle([box[0], max(0, box[1] - 14), box[0] + 14, max(14, box[1])], fill=shade)
@@ -104,6 +105,8 @@ class App:
         self.results = W.VBox()
         self.results.add_class("results")
         self.status = W.HTML()
+        self.guard = W.HTML()  # where the browser-side size check (upload_guard.py) writes its message
+        self.guard.add_class("upload-guard")
         self.footer = W.HTML()
         self.upload.observe(self._on_upload, names="value")
         self.classifier: Classifier | None = None
@@ -127,9 +130,9 @@ class App:
 
     def widget(self) -> W.Widget:
         title = W.HTML("<h2 style='margin-bottom:0'>Selfie Mask Detector</h2>")
-        intro = W.HTML("Upload one or more selfies (JPG, PNG, WEBP, GIF): each face gets <b>Mask on</b> or "
+        intro = W.HTML("Upload one or more selfies (JPG, PNG, HEIC, WEBP, GIF): each face gets <b>Mask on</b> or "
                        "<b>No mask</b> with the model's confidence. Photos stay in this session; nothing is stored.")
-        return W.VBox([title, intro, W.HBox([self.upload, *self.sample_buttons]), self.status, self.results,
+        return W.VBox([title, intro, W.HBox([self.upload, *self.sample_buttons]), self.status, self.guard, self.results,
                        self.footer])
 
     def _on_upload(self, change) -> None:
@@ -161,7 +164,8 @@ class App:
             result = self.classifier.analyze_images([img], [name])[0]
         except ImageError as e:
             box = W.VBox([header, message_widget(f"Sorry, this file cannot be used: {e}. "
-                                                 "Please upload a photo (JPG, PNG, WEBP or GIF).", "upload-error")])
+                                                 "Please upload a photo (JPG, PNG, HEIC, WEBP or GIF).",
+                                                 "upload-error")])
             box.add_class("result")
             return box
         except Exception as e:  # noqa: BLE001 - never a traceback on the page

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
 from .files import atomic_path, now, sha256_file, write_atomic
@@ -39,14 +40,27 @@ def write_card(model_path: str | Path, card: dict) -> Path:
     return path
 
 
-def verify_model(model_path: str | Path) -> dict:
-    """Check that the model exists and matches its card; return the card."""
+def verify_model(model_path: str | Path, allow_unverified: bool = False) -> dict:
+    """Check that the model exists and matches its card; return the card.
+
+    A model without a card, or whose card has no ``export_sha256``, is refused: otherwise
+    deleting the card would switch the check off. ``allow_unverified`` loads it anyway,
+    with a warning on stderr every time.
+    """
     model_path = Path(model_path)
     if not model_path.exists():
         raise ModelError(f"model file not found: {model_path}. Train one with 'selfiemask train DATA_DIR' "
                          "or restore export.pkl with 'git checkout export.pkl'.")
     card = read_card(model_path)
     expected = card.get("export_sha256")
+    if not expected:
+        why = (f"its model card {card_path(model_path).name} is missing" if not card_path(model_path).exists()
+               else f"its model card {card_path(model_path).name} has no export_sha256")
+        if not allow_unverified:
+            raise ModelError(f"{model_path} cannot be checked: {why}. Models are only loaded with the card "
+                             "'selfiemask train' writes beside them; pass --allow-unverified-model to load it "
+                             "anyway (only for a file you made yourself).")
+        print(f"WARNING: loading {model_path} UNVERIFIED ({why}); its integrity is not checked.", file=sys.stderr)
     if expected:
         actual = sha256_file(model_path)
         if actual != expected:

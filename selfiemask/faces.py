@@ -26,6 +26,9 @@ DEFAULT_MIN_PROB = 0.80
 DEFAULT_MIN_FACE = 20
 #: MTCNN is run on a copy at most this large; boxes are scaled back.
 DETECT_SIDE = 800
+#: MTCNN cannot search an image whose shorter side is below this (its smallest face size, set in
+#: ``_mtcnn``): a 1x1, 5x5 or 3000x10 photo has no face to find and is judged whole.
+MIN_SEARCH_SIDE = 20
 #: When nothing is found, the photo is padded by this fraction on every side
 #: and searched again: in a tight crop the face fills the frame and MTCNN's
 #: smallest pyramid level is too small to see it whole.
@@ -79,6 +82,8 @@ class FaceDetector:
     def _raw(self, img: Image.Image) -> list[Face]:
         s = self.settings
         scale = min(1.0, s.detect_side / max(img.size))
+        if min(img.size) * scale < MIN_SEARCH_SIDE:
+            return []  # MTCNN raises on an image this thin; no face of min_face pixels fits in it anyway
         small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)))
         boxes, probs = _mtcnn(s).detect(small)
         if boxes is None:

@@ -60,10 +60,16 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
+#: How the state CSVs are read and written: UTF-8, and a file name that is not UTF-8 (a byte such as
+#: 0xE9 from an old camera or a Latin-1 system) is kept byte for byte as Python's surrogate escapes,
+#: so it is written, read back and matched on the next run instead of stopping the run.
+CSV_TEXT = {"encoding": "utf-8", "errors": "surrogateescape", "newline": ""}
+
+
 def read_rows(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
-    with open(path, newline="") as f:
+    with open(path, **CSV_TEXT) as f:
         return list(csv.DictReader(f))
 
 
@@ -72,7 +78,7 @@ def append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
+    with open(path, "a", **CSV_TEXT) as f:
         w = csv.DictWriter(f, columns, extrasaction="ignore")
         if new:
             w.writeheader()
@@ -81,7 +87,7 @@ def append_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
 
 def write_rows(path: Path, columns: list[str], rows: list[dict]) -> None:
     """Rewrite a CSV atomically (a crash leaves the old file, never half of one)."""
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", **CSV_TEXT) as f:
         w = csv.DictWriter(f, columns, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)

@@ -9,7 +9,6 @@ process or shared out over a distributed run.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from PIL import Image
 from . import distributed as dist
 from .card import ModelError, verify_model
 from .faces import DEFAULT_MARGIN, Face, FaceDetector, crop_face
-from .images import ImageError, load_image
+from .images import ImageError, load_image, original_size
 from .paths import DEFAULT_MODEL
 
 __all__ = ["DEFAULT_MODEL", "FACE_FIELDS", "PREDICT_FIELDS", "Classifier", "FaceVerdict", "PhotoResult", "Verdict",
@@ -47,6 +46,7 @@ class PhotoResult:
     fallback: FaceVerdict | None = None
     error: str = ""
     image: Image.Image | None = None
+    size: tuple[int, int] | None = None  # the upright original's size: face boxes are in its pixels
 
     @property
     def main(self) -> FaceVerdict | None:
@@ -54,21 +54,47 @@ class PhotoResult:
         return self.faces[0] if self.faces else self.fallback
 
 
+def to_original(box: tuple[int, int, int, int], img: Image.Image, size: tuple[int, int] | None
+                ) -> tuple[int, int, int, int]:
+    """A box found on the working copy ``img``, in pixels of the original of ``size`` (clipped to it)."""
+    if not size or size == img.size:
+        return box
+    sx, sy = size[0] / img.width, size[1] / img.height
+    l, t, r, b = box
+    return (max(0, round(l * sx)), max(0, round(t * sy)), min(size[0], round(r * sx)), min(size[1], round(b * sy)))
+
+
+def unexpected(e: BaseException) -> str:
+    """The error text of a photo that failed in a way no check foresaw (a row, not a traceback)."""
+    return f"could not be analysed ({type(e).__name__}: {e})"
+
+
 class Classifier:
     """An exported learner plus the face detector its card says it was trained with."""
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, detect_faces: bool | None = None,
-                 check_sha: bool = True) -> None:
+                 check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False) -> None:
+        """``check_sha`` False or ``allow_unverified``: a model without a (complete) card loads, with a warning.
+
+        The learner is unpickled through :mod:`selfiemask.safe_load`'s allowlist, so a model file cannot
+        run code; ``unsafe_pickle`` (Python API only, for a model you made with code the list lacks) uses
+        fastai's ``load_learner`` and its warning is left visible.
+        """
         import torch
-        from fastai.learner import load_learner
+
+        from .safe_load import UnsafeModelError, load_learner_safely
 
         self.model_path = Path(model_path)
-        self.card = verify_model(self.model_path) if check_sha else {}
+        self.card = verify_model(self.model_path, allow_unverified=allow_unverified or not check_sha)
         try:
-            with warnings.catch_warnings():
-                # fastai warns that pickles can run code; we checked the file's sha256 against its card.
-                warnings.filterwarnings("ignore", message=".*insecure pickle.*")
+            if unsafe_pickle:
+                from fastai.learner import load_learner
+
                 self.learn = load_learner(self.model_path, cpu=True)
+            else:
+                self.learn = load_learner_safely(self.model_path)
+        except UnsafeModelError as e:
+            raise ModelError(f"refusing to load {self.model_path}: {e}") from None
         except Exception as e:  # noqa: BLE001 - unpickling errors are many; the user needs one message
             raise ModelError(f"cannot load {self.model_path}: {type(e).__name__}: {e}") from None
         # channels_last: the same numbers, 10-20% faster convolutions on CPU (benchmarks/speed.py).
@@ -115,7 +141,7 @@ class Classifier:
         crops: list[Image.Image] = []
         owners: list[tuple[int, Face | None]] = []
         for n, img in enumerate(images):
-            results.append(PhotoResult(names[n], image=img))
+            results.append(PhotoResult(names[n], image=img, size=original_size(img)))
             faces = self.detector.detect(img) if self.detector else []
             if faces:
                 for f in faces:
@@ -125,11 +151,26 @@ class Classifier:
                 crops.append(img)
                 owners.append((n, None))
         for (n, face), v in zip(owners, self.classify(crops, bs)):
-            fv = FaceVerdict(v.label, v.confidence, v.probs, face.box if face else None)
+            fv = FaceVerdict(v.label, v.confidence, v.probs,
+                             to_original(face.box, images[n], results[n].size) if face else None)
             if face is None:
                 results[n].fallback = fv
             else:
                 results[n].faces.append(fv)
+        return results
+
+    def _analyze_each_on_failure(self, images: list[Image.Image], names: list[str], bs: int) -> list[PhotoResult]:
+        """The batch at once; if it fails, each photo alone, so only the photo that fails gets an error row."""
+        try:
+            return self.analyze_images(images, names, bs)
+        except Exception:  # noqa: BLE001 - find the photo that fails below
+            pass
+        results = []
+        for img, name in zip(images, names):
+            try:
+                results.extend(self.analyze_images([img], [name], bs))
+            except Exception as e:  # noqa: BLE001 - its row says what happened; the run goes on
+                results.append(PhotoResult(name, error=unexpected(e)))
         return results
 
     def analyze_files(self, paths: list[str | Path], bs: int = 32, progress=None) -> list[PhotoResult]:
@@ -149,11 +190,14 @@ class Classifier:
                 except OSError as e:
                     batch_results.append(PhotoResult(str(p), error=f"cannot read file: {e.strerror or e}"))
                     continue
+                except Exception as e:  # noqa: BLE001 - one odd file must not end the run
+                    batch_results.append(PhotoResult(str(p), error=unexpected(e)))
+                    continue
                 slots.append(len(batch_results))
                 batch_results.append(None)
                 ok_imgs.append(img)
                 ok_names.append(str(p))
-            for slot, res in zip(slots, self.analyze_images(ok_imgs, ok_names, bs)):
+            for slot, res in zip(slots, self._analyze_each_on_failure(ok_imgs, ok_names, bs)):
                 res.image = None  # do not keep every photo of a big folder in memory
                 batch_results[slot] = res
             results.extend(r for r in batch_results if r is not None)

@@ -15,13 +15,18 @@ from . import DISTRIBUTED_HELP
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    p = subparsers.add_parser("predict", help="classify images and folders of images")
+    p = subparsers.add_parser("predict", help="classify images and folders of images",
+                              epilog="A file whose name starts with '-' is taken for an option: put -- before the "
+                                     "paths (selfiemask predict -- -photo.jpg).")
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--model", type=Path, default=None, help="exported learner (default: the project's export.pkl)")
     p.add_argument("--csv", action="store_true", help="print CSV to stdout")
     p.add_argument("--faces", action="store_true", help="one row per face: path,face,box,label,confidence,error")
     p.add_argument("--whole-image", action="store_true", help="classify whole photos, without face detection")
     p.add_argument("--bs", type=int, default=32, help="batch size")
+    p.add_argument("--allow-unverified-model", action="store_true",
+                   help="load a model that has no card (MODEL.json) or whose card has no export_sha256 "
+                        "(warned on every run; only for a model you made yourself)")
     p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     return p
 
@@ -36,11 +41,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         dist.setup(args.distributed)
         detect = False if args.whole_image else (True if args.faces else None)
-        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect)
+        clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect,
+                         allow_unverified=args.allow_unverified_model)
     except (ModelError, ValueError) as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2
-    paths = find_images(args.paths)
+    skipped: list[tuple[str, str]] = []
+    paths = find_images(args.paths, skipped)
+    for path, why in skipped:
+        print(f"selfiemask predict: skipped {path}: {why}", file=sys.stderr)
     if not paths:
         print("selfiemask predict: no images found in " + " ".join(args.paths), file=sys.stderr)
         return 2
@@ -76,3 +85,15 @@ def _print_row(row: dict, writer, per_face: bool) -> None:
         extra = (f" face {row['face']} at {row['box']}" if per_face
                  else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')})")
         print(f"{row['path']}: {row['label']} {float(row['confidence']):.1%}{extra}")
+
+
+def dash_file_hint(argv: list[str]) -> str:
+    """The paths of ``predict`` that argparse will take for options: existing files named ``-...``."""
+    if not argv or argv[0] != "predict":
+        return ""
+    tokens = argv[1:argv.index("--")] if "--" in argv else argv[1:]
+    dashed = [t for t in tokens if t.startswith("-") and t != "-" and Path(t).exists()]
+    if not dashed:
+        return ""
+    return (f"selfiemask predict: {dashed[0]} is a file whose name starts with '-', which reads as an option; "
+            f"put -- before the paths: selfiemask predict [options] -- {' '.join(dashed)}")

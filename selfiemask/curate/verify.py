@@ -107,7 +107,10 @@ def verify(layout: Layout, min_side: int = MIN_SIDE, min_contrast: float = MIN_C
             if i % 500 == 499:
                 write_rows(layout.sources, SOURCE_FIELDS, list(sources.values()))
     finally:
-        # Whatever happened, what was done is recorded, so a re-run resumes instead of repeating.
-        write_rows(layout.sources, SOURCE_FIELDS, [sources[k] for k in sorted(sources)])
-        cache.save()
+        # Whatever happened, what was done is recorded, so a re-run resumes instead of repeating;
+        # the hash cache is saved even if writing sources.csv fails.
+        try:
+            write_rows(layout.sources, SOURCE_FIELDS, [sources[k] for k in sorted(sources)])
+        finally:
+            cache.save()
     return summary
