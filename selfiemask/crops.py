@@ -13,7 +13,7 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .faces import DEFAULT_MARGIN, DetectorSettings, FaceDetector, crop_face
+from .faces import DEFAULT_MARGIN, RECOMMENDED, DetectorSettings, FaceDetector, crop_face
 from .files import atomic_path, read_rows, sha256_file, write_rows
 from .images import ImageError, list_labelled_images, load_image
 
@@ -28,7 +28,7 @@ CROP_SIDE = 256
 
 @dataclass(frozen=True)
 class CropSettings:
-    detector: DetectorSettings = DetectorSettings()
+    detector: DetectorSettings = RECOMMENDED
     margin: float = DEFAULT_MARGIN
     crop_side: int = CROP_SIDE
 

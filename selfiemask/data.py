@@ -22,6 +22,7 @@ from fastai.vision.all import (
     parent_label,
 )
 
+from .augment import PhoneConditions
 from .images import list_labelled_images
 
 __all__ = ["DEFAULT_SEED", "DEFAULT_SIZE", "DEFAULT_VALID_PCT", "THREE_CLASSES", "TWO_CLASSES", "HashSplitter",
@@ -87,8 +88,12 @@ class LabelledImages:
 
 
 def item_transforms(size: int):
-    """Random crops of 50-100% of the face crop (train); a centred resize (validation, inference)."""
-    return RandomResizedCrop(size, min_scale=0.5, ratio=(0.8, 1.25))
+    """Random crops of 50-100% of the face crop, then phone-photo conditions (train); a centred resize (validation).
+
+    The conditions (black and white, coloured light, dim and bright, blur, low
+    resolution, JPEG) hit both classes alike: see ``augment.py``.
+    """
+    return [RandomResizedCrop(size, min_scale=0.5, ratio=(0.8, 1.25)), PhoneConditions()]
 
 
 def batch_transforms():

@@ -17,7 +17,7 @@ from PIL import Image
 
 from . import distributed as dist
 from .card import ModelError, verify_model
-from .faces import DEFAULT_MARGIN, Face, FaceDetector, crop_face
+from .faces import DEFAULT_MARGIN, DetectorSettings, Face, FaceDetector, crop_face
 from .images import ImageError, load_image, original_size
 from .paths import DEFAULT_MODEL
 
@@ -73,7 +73,8 @@ class Classifier:
     """An exported learner plus the face detector its card says it was trained with."""
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, detect_faces: bool | None = None,
-                 check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False) -> None:
+                 check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False,
+                 tta: bool | None = None) -> None:
         """``check_sha`` False or ``allow_unverified``: a model without a (complete) card loads, with a warning.
 
         The learner is unpickled through :mod:`selfiemask.safe_load`'s allowlist, so a model file cannot
@@ -106,7 +107,11 @@ class Classifier:
         self._batch = type(valid.after_batch)(valid.after_batch.fs, split_idx=1)
         trained_on_crops = self.card.get("input", "face crops") == "face crops"
         self.detect_faces = trained_on_crops if detect_faces is None else detect_faces
-        self.detector = FaceDetector() if self.detect_faces else None
+        # The detector the model was trained with, as its card records it (cards before RetinaFace: MTCNN).
+        detector = DetectorSettings.from_dict(self.card.get("detector", {}).get("detector"))
+        self.detector = FaceDetector(detector) if self.detect_faces else None
+        #: Flip test-time augmentation: the mean of the photo's and its mirror image's probabilities.
+        self.tta = self.card.get("inference", {}).get("tta") == "flip" if tta is None else tta
         self._torch = torch
 
     # -- the model --------------------------------------------------------
@@ -127,6 +132,8 @@ class Classifier:
             x = self.preprocess(images[i:i + bs]).contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
                 probs = torch.softmax(self.model(x).float(), dim=1)
+                if self.tta:
+                    probs = (probs + torch.softmax(self.model(x.flip(3)).float(), dim=1)) / 2
             for row in probs.tolist():
                 k = max(range(len(row)), key=row.__getitem__)
                 out.append(Verdict(self.classes[k], row[k], dict(zip(self.classes, row))))

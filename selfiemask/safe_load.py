@@ -149,6 +149,7 @@ ALLOWED_GLOBALS: list[str] = [
     "random.Random",
     "torch.device",
     "torch.nn.modules.activation.ReLU",
+    "torch.nn.modules.activation.ReLU6",
     "torch.nn.modules.batchnorm.BatchNorm1d",
     "torch.nn.modules.batchnorm.BatchNorm2d",
     "torch.nn.modules.container.Sequential",
@@ -159,12 +160,15 @@ ALLOWED_GLOBALS: list[str] = [
     "torch.nn.modules.pooling.AdaptiveAvgPool2d",
     "torch.nn.modules.pooling.AdaptiveMaxPool2d",
     "torch.nn.modules.pooling.MaxPool2d",
+    "torchvision.models.mobilenetv2.InvertedResidual",
+    "torchvision.models.mobilenetv2.MobileNetV2",
     "torchvision.models.resnet.BasicBlock",
     "torchvision.models.resnet.Bottleneck",
     "torchvision.models.resnet.ResNet",
     "torchvision.models.resnet.resnet18",
     "torchvision.models.resnet.resnet34",
     "torchvision.models.resnet.resnet50",
+    "torchvision.ops.misc.Conv2dNormActivation",
 ]
 
 #: Objects an export holds as plain values (a learner's ``logger=print``, the globals of a

