@@ -92,6 +92,8 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     for name, clf in classifiers.items():
         t = time.time()
         for cond in ORDER:
+            if not crops[cond]:  # 'framed tight' when no face was found in any photo
+                continue
             verdicts = clf.classify(crops[cond])
             y_true = [truth[i] for i in owners[cond]]
             y_pred = [vocab.index(v.label) for v in verdicts]
@@ -109,7 +111,10 @@ def table(report: dict) -> str:
     for cond, r in report["conditions"].items():
         cells = []
         for n in names:
-            m = r["models"][n]
+            m = r["models"].get(n)
+            if m is None:
+                cells.append("n/a (no photos)")
+                continue
             low = min(c["recall"] for c in m["per_class"].values() if c["support"])
             cells.append(f"{m['accuracy']:.1%} ({low:.1%})")
         lines.append(f"| {cond} | {r['faces_found']:.0%} | " + " | ".join(cells) + " |")
