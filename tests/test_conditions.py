@@ -1,4 +1,4 @@
-"""Phone-photo conditions (selfiemask.augment) and the stress benchmark (benchmarks/conditions.py), no third-party data."""
+"""Phone-photo conditions (selfiemask.augment) and the stress benchmark (benchmarks/conditions.py) on generated data."""
 
 from __future__ import annotations
 
