@@ -97,7 +97,8 @@ def test_environment_yml_agrees_with_pyproject():
     import re
     import tomllib
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
     names = {re.split(r"[<>=!\[ ;]", d)[0].lower() for d in deps}
     env = (ROOT / "environment.yml").read_text().lower()
     listed = set(re.findall(r"^\s*-\s*([a-z0-9_.-]+)", env, re.M))
