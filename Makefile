@@ -13,10 +13,14 @@ setup: $(STAMP)
 
 # Notebook outputs never reach a commit: inside a git checkout, git strips them as it stages a notebook
 # (nbstripout's clean filter; `.gitattributes` routes *.ipynb through it). --keep-id keeps the cells' ids,
-# so a committed notebook reads back byte for byte. Set once; nothing happens outside a git checkout.
+# so a committed notebook reads back byte for byte. Set once; nothing happens outside a git checkout, and a venv
+# made before nbstripout was a dev tool gets a line saying how to have it, not a failed `make app`.
 notebook-filter:
 	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || exit 0; \
 	git config filter.nbstripout.clean >/dev/null && exit 0; \
+	if [ ! -x $(BIN)/nbstripout ]; then \
+	  echo "nbstripout is not in $(BIN): git will not strip notebook outputs (make clean-venv setup installs it)"; \
+	  exit 0; fi; \
 	$(BIN)/nbstripout --install --attributes .gitattributes && \
 	git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \
 	echo "git now strips notebook outputs when staging (nbstripout)"
