@@ -1,13 +1,29 @@
-# Two commands do everything on a fresh machine: `make app` and `make test`.
-PYTHON ?= python3
-VENV   := .venv
-BIN    := $(VENV)/bin
-PORT   ?= 8866
-STAMP  := $(VENV)/.installed-stamp
+# Two commands do everything on a fresh machine: `make app` and `make test`; `make lab` opens the notebooks.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+PORT     ?= 8866
+LAB_PORT ?= 8888
+STAMP    := $(VENV)/.installed-stamp
 
-.PHONY: setup app test test-fast lint browser clean-venv
+.PHONY: setup app lab test test-fast lint browser notebook-filter clean-venv
 
 setup: $(STAMP)
+	@$(MAKE) --no-print-directory notebook-filter
+
+# Notebook outputs never reach a commit: inside a git checkout, git strips them as it stages a notebook
+# (nbstripout's clean filter; `.gitattributes` routes *.ipynb through it). --keep-id keeps the cells' ids,
+# so a committed notebook reads back byte for byte. Set once; nothing happens outside a git checkout, and a venv
+# made before nbstripout was a dev tool gets a line saying how to have it, not a failed `make app`.
+notebook-filter:
+	@git rev-parse --is-inside-work-tree >/dev/null 2>&1 || exit 0; \
+	git config filter.nbstripout.clean >/dev/null && exit 0; \
+	if [ ! -x $(BIN)/nbstripout ]; then \
+	  echo "nbstripout is not in $(BIN): git will not strip notebook outputs (make clean-venv setup installs it)"; \
+	  exit 0; fi; \
+	$(BIN)/nbstripout --install --attributes .gitattributes && \
+	git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \
+	echo "git now strips notebook outputs when staging (nbstripout)"
 
 # torch/torchvision first and pinned (constraints.txt), then the package and its tools.
 # facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3 and would replace our torch;
@@ -29,6 +45,11 @@ $(STAMP): pyproject.toml constraints.txt Makefile
 app: setup
 	$(BIN)/voila app.ipynb --port=$(PORT) --Voila.ip=127.0.0.1 --no-browser
 
+# JupyterLab on this venv's kernel, for the notebooks: open the printed http://127.0.0.1:8888/lab?token=... link
+# (make lab LAB_PORT=9999 for another port). As root (containers, CI machines) Jupyter wants --allow-root.
+lab: setup
+	$(BIN)/jupyter lab --ip=127.0.0.1 --port=$(LAB_PORT) --no-browser $$([ "$$(id -u)" = 0 ] && echo --allow-root)
+
 # Debian's chromium for the browser tests (never `playwright install`, which downloads a browser).
 browser:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -42,5 +63,8 @@ test: setup browser
 lint: setup
 	$(BIN)/ruff check selfiemask scrape tests benchmarks
 
+# The notebook filter runs this venv's python: without it git would refuse to stage notebooks.
 clean-venv:
+	-git config --remove-section filter.nbstripout 2>/dev/null
+	-git config --remove-section diff.ipynb 2>/dev/null
 	rm -rf $(VENV)

@@ -49,7 +49,8 @@ class Summary:
     """Counts of the run. ``new``: images stored; ``skipped``: posts already there, forgotten, or videos,
     and images whose content was already there; ``failed``: posts (or list lines) that could not be had,
     listed in ``failures``, and sources given up (their ``error``). ``stopped`` says why the run ended
-    early (it can be resumed), ``None`` if it went through."""
+    early (it can be resumed), ``None`` if it went through; ``unreachable`` why Instagram could not be
+    connected to at all, when that stopped it."""
 
     new: int = 0
     skipped: int = 0
@@ -58,13 +59,22 @@ class Summary:
     failures: list[str] = field(default_factory=list)
     sources: list[SourceSummary] = field(default_factory=list)
     dest: Path | None = None
+    unreachable: str | None = None
 
     def add(self, src: SourceSummary, what: str, n: int = 1) -> None:
         """Count ``n`` under ``what`` (new, skipped, failed) for the run and for one source."""
         setattr(self, what, getattr(self, what) + n)
         setattr(src, what, getattr(src, what) + n)
 
+    @property
+    def offline(self) -> bool:
+        """Nothing came in because Instagram cannot be reached: the run's whole story is one line."""
+        return bool(self.unreachable) and not self.new
+
     def __str__(self) -> str:
+        if self.offline:
+            # Nothing came in and nothing will until the network is back: say what to do instead, once.
+            return errors.offline_advice(self.dest, self.unreachable)
         lines = [f"new {self.new}, skipped {self.skipped}, failed {self.failed}"
                  + (f" (in {self.dest})" if self.dest else "")]
         for s in self.sources:
@@ -86,12 +96,36 @@ def make_loader(*, jitter: bool = True, sleep: Callable[[float], object] | None 
     ``jitter`` keeps instaloader's short random pause before each request (tests turn it off);
     ``sleep`` is what the rate controller calls to back off after a 429 (default: time.sleep).
     """
-    return instaloader.Instaloader(
+    loader = instaloader.Instaloader(
         sleep=jitter, quiet=True, download_pictures=True, download_videos=False,
         download_video_thumbnails=False, download_geotags=False, download_comments=False,
         save_metadata=False, compress_json=False, post_metadata_txt_pattern="",
         max_connection_attempts=max_attempts, request_timeout=request_timeout,
         rate_controller=rate_controller_factory(sleep=sleep, max_wait=max_wait))
+    _retry_messages(loader.context)
+    return loader
+
+
+def _retry_messages(context: instaloader.InstaloaderContext) -> None:
+    """Route instaloader's "retrying" lines through one check: stop at once when Instagram cannot be reached.
+
+    Instaloader reports every failed attempt with ``context.error("... [retrying; skip with ^C]")`` from
+    inside its ``except`` block, then tries again. When the failure is that Instagram cannot be connected
+    to at all (no DNS answer, refused), retrying at once cannot help and a slow failure (connecting timed
+    out) would cost ``request_timeout`` per attempt, so :class:`errors.Unreachable` is raised there instead;
+    instaloader lets it through. Other retries keep their line, without the ``^C`` advice: ^C stops our run
+    (resumable) rather than skipping one query, and means nothing in a notebook. ``context.error`` is the one
+    place all of instaloader's retry loops report through, hence this instance attribute.
+    """
+    report = context.error
+
+    def error(msg: str, repeat_at_end: bool = True) -> None:
+        why = errors.unreachable(sys.exception())
+        if why:
+            raise errors.Unreachable(why) from sys.exception()
+        report(msg.replace(" [retrying; skip with ^C]", " [retrying]"), repeat_at_end=repeat_at_end)
+
+    context.error = error  # type: ignore[method-assign]
 
 
 class _Stop(Exception):
@@ -156,7 +190,8 @@ class _Run:
         self.summary.sources.append(src)
         have = self.manifest.per_source[key]
         with tqdm(total=source.limit, initial=have if source.limit is None else min(have, source.limit),
-                  desc=str(source), unit="img", file=sys.stderr, disable=not self.progress) as bar:
+                  desc=str(source), unit="img", file=sys.stderr, disable=not self.progress,
+                  delay=0.5) as bar:  # shown once it lasts: a source that fails at once leaves no empty bar
             try:
                 scan: int | None = None
                 items: Iterator[Post | tuple[str, str]]
@@ -214,7 +249,9 @@ def scrape(sources: Iterable[Source], dest: str | Path = "data/raw", *, session_
     (tests pass a recorder and ``False``); ``max_attempts`` and ``max_wait`` bound the retries.
 
     Returns a :class:`Summary`; ``summary.stopped`` is set when a persistent 429, a network failure or
-    Instagram's refusal ended the run early. A KeyboardInterrupt is let through, after cleaning up.
+    Instagram's refusal ended the run early, and ``summary.offline`` when Instagram could not be reached
+    at all and nothing came in (its ``str`` is then one line saying what to do instead).
+    A KeyboardInterrupt is let through, after cleaning up.
     """
     dest = Path(dest)
     own_loader = loader is None
@@ -230,6 +267,7 @@ def scrape(sources: Iterable[Source], dest: str | Path = "data/raw", *, session_
             run.source(source)
     except _Stop as stop:
         run.summary.stopped = str(stop)
+        run.summary.unreachable = errors.unreachable(stop.__cause__)
     except KeyboardInterrupt as interrupt:
         interrupt.summary = run.summary  # type: ignore[attr-defined]  # the CLI prints what was done
         raise

@@ -234,7 +234,8 @@ def result_rows(res, per_face: bool) -> list[dict]:
                  "confidence": f"{f.confidence:.4f}", "error": ""} for i, f in enumerate(res.faces)]
     v = res.main
     return [{"path": res.path, "label": v.label, "confidence": f"{v.confidence:.4f}", "error": "",
-             "faces": len(res.faces), "judged_on": "largest_face" if res.faces else "whole_image"}]
+             "faces": len(res.faces), "judged_on": "largest_face" if res.faces else "whole_image",
+             "face_labels": [f.label for f in res.faces]}]  # not a CSV column: for the note when faces disagree
 
 
 def predict_rows(clf: Classifier, paths: list[Path], per_face: bool, bs: int = 32,

@@ -15,7 +15,8 @@ to the network. The answers have the shapes instaloader 4.16 reads:
   hashtag's recent posts (``Hashtag.get_posts_resumable``, as instaloader's own ``download_hashtag``);
 * ``GET  scontent.cdninstagram.com/...``: the images, small JPEGs generated with PIL.
 
-Faults (429, login redirect, 404, connection reset, a download cut off half-way) are queued per route.
+Faults (429, login redirect, 404, connection reset, a name that does not resolve, a download cut off
+half-way) are queued per route.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qs, urlparse
@@ -30,6 +32,7 @@ from urllib.parse import parse_qs, urlparse
 import numpy as np
 import requests
 import responses
+import urllib3
 from PIL import Image
 
 POST_DOC_ID = "27128499623469141"
@@ -37,6 +40,15 @@ PROFILE_NEXT_DOC_ID = "28904005159232689"
 HASHTAG_QUERY_HASH = "9b498c08113f1e09617a1703c22b2f32"
 CDN = "https://scontent.cdninstagram.com/v/t51.2885-15/"
 LOGIN_URL = "https://www.instagram.com/accounts/login/?next=%2F"
+
+
+def name_not_resolved(url: str) -> requests.exceptions.ConnectionError:
+    """What requests raises when a host's name does not resolve (no internet, no DNS), built without asking DNS:
+    the same chain as the real one, ConnectionError(MaxRetryError(reason=NameResolutionError(gaierror)))."""
+    host = urlparse(url).hostname or "www.instagram.com"
+    reason = urllib3.exceptions.NameResolutionError(
+        host, urllib3.connection.HTTPSConnection(host, 443), socket.gaierror(-2, "Name or service not known"))
+    return requests.exceptions.ConnectionError(urllib3.exceptions.MaxRetryError(None, url, reason))
 
 
 def make_jpeg(seed: int, size: int = 48, quality: int = 90) -> bytes:
@@ -162,6 +174,8 @@ class FakeInstagram:
                     f.times -= 1
                 if f.status == "reset":
                     return requests.exceptions.ConnectionError(f"Connection reset by peer ({route})")
+                if f.status == "dns":
+                    return name_not_resolved(f"https://www.instagram.com/{route}")
                 if f.status == "login":
                     return (302, {"Location": LOGIN_URL}, "")
                 message = ("Please wait a few minutes before you try again." if f.status == 429

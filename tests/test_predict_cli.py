@@ -99,3 +99,31 @@ def test_plain_output_is_readable(tiny_model, mixed_folder):
                                                                                    abs=0.051)
     assert lines[1] == f"{text}: error: not an image (format not recognised)"
     assert "1 of 2 file(s) could not be read" in res.stderr
+
+
+def test_disagreement_names_each_verdict_only_when_faces_differ():
+    from selfiemask.verdicts import disagreement
+
+    assert disagreement([]) == "" and disagreement(["with_mask"]) == ""
+    assert disagreement(["without_mask", "without_mask"]) == ""
+    assert disagreement(["with_mask", "without_mask", "with_mask"]) == "2 with_mask, 1 without_mask"
+
+
+def test_a_group_whose_faces_disagree_says_so_and_points_to_faces(tmp_path):
+    """The app's two samples side by side (the shipped model: one masked face, one not), and one sample alone."""
+    from selfiemask.paths import SAMPLES
+
+    masked, bare = Image.open(SAMPLES / "mask.jpg"), Image.open(SAMPLES / "no_mask.jpg")
+    group = Image.new("RGB", (masked.width + bare.width, max(masked.height, bare.height)), "white")
+    group.paste(masked, (0, 0))
+    group.paste(bare, (masked.width, 0))
+    group.save(tmp_path / "group.jpg", quality=95)
+    done = run_cli("predict", tmp_path / "group.jpg", SAMPLES / "mask.jpg")
+    assert done.returncode == 0, done.stderr
+    lines = dict(line.split(": ", 1) for line in done.stdout.splitlines())
+    assert "(2 face(s), judged on largest face; the faces disagree: 1 " in lines[str(tmp_path / "group.jpg")]
+    assert {"1 with_mask", "1 without_mask"} <= set(lines[str(tmp_path / "group.jpg")].rstrip(")").split(": ")[-1]
+                                                   .split(", "))
+    assert lines[str(SAMPLES / "mask.jpg")].endswith("(1 face(s), judged on largest face)")
+    note = done.stderr.strip().splitlines()[-1]
+    assert "in 1 photo(s) the faces got different verdicts" in note and "--faces" in note

@@ -11,13 +11,14 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import time
 from pathlib import Path
 
 import pytest
 import responses
 from conftest import ROOT
-from fixtures_instagram import FakeInstagram, make_jpeg
+from fixtures_instagram import FakeInstagram, make_jpeg, name_not_resolved
 from PIL import Image
 
 from scrape import (
@@ -244,13 +245,69 @@ def test_a_backoff_longer_than_max_wait_stops_without_waiting(fake, tmp_path):
     assert waits == [] and summary.new == 0
 
 
-def test_network_down_stops_with_a_message(fake, tmp_path):
+def test_network_down_stops_with_a_message(fake, tmp_path, capfd):
     fake.add_post("ANYpost001")
     fake.fault("post", "reset", times=None)
     csv = write_list(tmp_path / "l.csv", ["post,label", "ANYpost001,with_mask"])
     summary = run(tmp_path / "raw", [post_list(csv)])
     assert summary.stopped and "connection" in summary.stopped and "resume" in summary.stopped
     assert read_manifest(tmp_path / "raw") == []
+    # A connection that drops after connecting is retried (it may come back), and is not "offline".
+    assert len(fake.requested("post")) == 3 and summary.unreachable is None and not summary.offline
+    err = capfd.readouterr().err
+    assert "[retrying]" in err and "^C" not in err  # ^C stops our run, it skips nothing: not offered
+
+
+# -- Instagram unreachable: one line, at once ------------------------------------------------------------------
+
+@pytest.fixture
+def no_dns():
+    """Every request to any host fails as it does without a network; ``calls`` counts the attempts."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        for method in (responses.GET, responses.POST):
+            rsps.add_callback(method, re.compile(r"https?://.*"), callback=lambda req: name_not_resolved(req.url))
+        yield rsps
+
+
+OFFLINE_LINE = re.compile(r"^Instagram is unreachable \(its name does not resolve: no internet or no DNS here\)\. "
+                          r"Put your own photos in (?P<dest>\S+)/<label>/ .*go on with 02_clean.*$")
+
+
+def test_unreachable_stops_at_the_first_attempt_with_one_line(no_dns, tmp_path, capfd):
+    dest = tmp_path / "raw"
+    code = main(["run", "--dest", str(dest)])  # the default hashtags, progress bar on
+    out, err = capfd.readouterr()
+    assert code == 3 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    m = OFFLINE_LINE.match(lines[0])
+    assert m and m["dest"] == dest.as_posix(), lines[0]
+    assert len(no_dns.calls) == 1, "no retries, and the second hashtag is not tried"
+    assert read_manifest(dest) == [] and not (dest / ".partial").exists()
+
+
+def test_unreachable_in_the_middle_of_a_run_keeps_what_came_in(fake, tmp_path):
+    """Once something came in, a network that goes away is a stopped run to resume, not "use your own photos"."""
+    fake.add_post("GOTpost001")
+    fake.add_post("NOTpost002")
+    fake.fault("post", "dns", times=None, match="NOTpost002")
+    csv = write_list(tmp_path / "l.csv", ["post,label", "GOTpost001,with_mask", "NOTpost002,with_mask"])
+    summary = run(tmp_path / "raw", [post_list(csv)])
+    assert summary.new == 1 and summary.unreachable and not summary.offline
+    assert "Instagram is unreachable" in summary.stopped and "resume" in summary.stopped
+    assert str(summary).startswith("new 1, skipped 0, failed 0")
+
+
+def test_notebook_offline_says_one_line_and_nothing_else(no_dns, tmp_path, capfd):
+    dest = tmp_path / "raw"
+    ns = run_notebook_cells(ROOT / "notebooks" / "01_scrape.ipynb",
+                            {"dest": str(dest), "polite_pauses": False}, cwd=ROOT / "notebooks")
+    out, err = capfd.readouterr()
+    assert ns["summary"].offline and ns["sheets"] == {}
+    lines = out.strip().splitlines()
+    assert len(lines) == 1 and OFFLINE_LINE.match(lines[0]), out
+    assert err == "", err  # no retry lines, no ^C, no traceback, no empty progress bar
+    assert len(no_dns.calls) == 1
 
 
 # -- login ------------------------------------------------------------------------------------------------
@@ -392,7 +449,7 @@ def test_cli_run_prints_a_summary(fake, tmp_path, capsys, no_real_sleep):
     code = main(["hashtag", "maskselfie", "--label", "with_mask", "--dest", str(dest), "--count", "2"])
     assert code == 0
     err = capsys.readouterr().err
-    assert "new 2, skipped 0, failed 0" in err and "#maskselfie" in err  # summary and progress bar on stderr
+    assert "new 2, skipped 0, failed 0" in err and "#maskselfie" in err  # the summary on stderr
     assert len(consistent(dest)) == 2
     assert no_real_sleep, "the command line keeps instaloader's pauses between requests"
     assert main(["posts", str(tmp_path / "missing.csv"), "--dest", str(dest), "--no-progress"]) == 1
@@ -446,3 +503,30 @@ def test_notebook_runs_and_shows_what_came_in(fake, tmp_path, world, monkeypatch
     else:
         assert ns["summary"].new == 0 and ns["summary"].failed == 2 and ns["sheets"] == {}
     plt.close("all")
+
+
+def test_notebook_offline_in_a_real_kernel(tmp_path, monkeypatch):
+    """The notebook as a learner runs it (papermill, its own kernel), where Instagram cannot be connected to:
+    every request goes to a proxy on a local port that refuses connections, so the real requests, urllib3 and
+    socket code fail as they do offline, and nothing leaves this machine."""
+    import socket as sockets
+
+    import papermill as pm
+
+    with sockets.socket() as closed:  # bound and never listening: connecting to it is refused
+        closed.bind(("127.0.0.1", 0))
+        proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+            monkeypatch.setenv(name, proxy)
+        for name in ("NO_PROXY", "no_proxy"):
+            monkeypatch.delenv(name, raising=False)
+        out = tmp_path / "01_out.ipynb"
+        pm.execute_notebook(ROOT / "notebooks" / "01_scrape.ipynb", out, cwd=ROOT / "notebooks",
+                            parameters={"dest": str(tmp_path / "raw"), "polite_pauses": False},
+                            progress_bar=False, kernel_name="python3")
+    outputs = [o for c in json.loads(out.read_text())["cells"] for o in c.get("outputs", [])]
+    assert all(o["output_type"] == "stream" for o in outputs), "no error, no figure"
+    text = "".join("".join(o["text"]) for o in outputs if o["name"] == "stdout")
+    assert [o["name"] for o in outputs] == ["stdout"], outputs  # nothing on stderr: no retry lines, no bar
+    assert len(text.strip().splitlines()) == 1 and text.startswith("Instagram is unreachable ("), text
+    assert f"{tmp_path / 'raw'}/<label>/" in text and "02_clean" in text and "^C" not in text

@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -132,7 +133,26 @@ def _review(args, layout: Layout) -> int:
     w.writerow(["path", "label", "predicted", "confidence", "loss"])
     for c in cands:
         w.writerow([c.path, c.label, c.predicted, f"{c.confidence:.4f}", f"{c.loss:.4f}"])
+    sys.stdout.flush()
+    print(_next_step(cands, args, layout), file=sys.stderr)  # stdout stays plain CSV
     return 0
+
+
+def _next_step(cands, args, layout: Layout) -> str:
+    """What to do after a review, ending with a relabel command that runs as printed (the first photo the model
+    calls otherwise, moved to the label it predicts), with the same folder options as the review."""
+    if not cands:
+        return f"selfiemask clean review: no photos to review in {layout.clean}"
+    example = next((c for c in cands if c.predicted != c.label), cands[0])
+    folders = [] if args.data == Path("data") else ["--data", str(args.data)]
+    for name in ("clean", "rejected"):
+        if getattr(args, name) is not None:
+            folders += [f"--{name}", str(getattr(args, name))]
+    to = example.predicted if example.predicted != example.label else "LABEL"
+    command = shlex.join(["selfiemask", "clean", "relabel", str(example.path), "--to", to, *folders])
+    return (f"selfiemask clean review: {len(cands)} photo(s) above, the most doubtful labels first. Look at each; "
+            "move a wrongly labelled one to its label (several files at once, or --to rejected for a photo not "
+            "to train on; `selfiemask clean undo` reverses the last move), e.g.:\n  " + command)
 
 
 def _relabel(args, layout: Layout) -> int:

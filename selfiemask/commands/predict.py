@@ -11,6 +11,7 @@ import csv
 import sys
 from pathlib import Path
 
+from ..verdicts import disagreement
 from . import DISTRIBUTED_HELP
 
 
@@ -56,10 +57,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     fields = FACE_FIELDS if args.faces else PREDICT_FIELDS
-    writer = csv.DictWriter(sys.stdout, fields, lineterminator="\n") if args.csv else None
+    # Rows may carry more than the CSV columns (``face_labels``): only the columns are written.
+    writer = csv.DictWriter(sys.stdout, fields, lineterminator="\n", extrasaction="ignore") if args.csv else None
     # A distributed run prints on the main process only, at the end: no bar there.
     bar = tqdm(total=len(paths), unit="img", file=sys.stderr, disable=len(paths) < 20 or dist.active())
-    errors, header = 0, False
+    errors, mixed, header = 0, 0, False
     try:
         for rows in predict_rows(clf, paths, args.faces, bs=args.bs, progress=bar.update):
             if writer and not header:
@@ -67,12 +69,16 @@ def run(args: argparse.Namespace) -> int:
                 header = True
             for row in rows:
                 errors += row["label"] == "error"  # an unreadable file has exactly one row
+                mixed += bool(disagreement(row.get("face_labels", ())))
                 _print_row(row, writer, args.faces)
             sys.stdout.flush()
     finally:
         bar.close()
     if errors:
         print(f"selfiemask predict: {errors} of {len(paths)} file(s) could not be read", file=sys.stderr)
+    if mixed:
+        print(f"selfiemask predict: in {mixed} photo(s) the faces got different verdicts, and a photo's verdict is "
+              "its largest face's: add --faces for one verdict per face", file=sys.stderr)
     return 0
 
 
@@ -82,8 +88,10 @@ def _print_row(row: dict, writer, per_face: bool) -> None:
     elif row["label"] == "error":
         print(f"{row['path']}: error: {row['error']}")
     else:
+        mixed = "" if per_face else disagreement(row.get("face_labels", ()))
         extra = (f" face {row['face']} at {row['box']}" if per_face
-                 else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')})")
+                 else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')}"
+                      + (f"; the faces disagree: {mixed}" if mixed else "") + ")")
         print(f"{row['path']}: {row['label']} {float(row['confidence']):.1%}{extra}")
 
 
