@@ -61,7 +61,7 @@ def plot_top_losses(interp, k: int = 9):
     items = [interp.dl.items[i] for i in idx.tolist()]
     cols = min(3, k) or 1
     rows = max(1, math.ceil(k / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 3.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.0 * rows), squeeze=False, layout="constrained")
     for ax in axes.flat:
         ax.axis("off")
     for ax, path, p, t, loss in zip(axes.flat, items, probs, targs.tolist(), losses.tolist()):
@@ -74,8 +74,7 @@ def plot_top_losses(interp, k: int = 9):
         name = name if len(name) <= 28 else name[:12] + "…" + name[-14:]
         ax.set_title(f"labelled {interp.vocab[t]}\nmodel: {interp.vocab[said]} ({float(p[said]):.0%})\n"
                      f"loss {loss:.2f} · {name}", fontsize=9)
-    fig.suptitle(f"the {k} validation photos with the highest loss", y=1.0)
-    fig.tight_layout()
+    fig.suptitle(f"the {k} validation photos with the highest loss")
     return fig
 
 

@@ -99,7 +99,7 @@ def in_notebook() -> bool:
 TERMS = {
     "scratch": ("--no-pretrained", "`pretrained = False`"),
     "require": ("--pretrained", "`pretrained = True`"),
-    "default": ("neither option", "`pretrained = None`"),
+    "default": ("the default (no --pretrained)", "`pretrained = None`"),
     "mobilenet": ("--arch mobilenet_v2", '`arch = "mobilenet_v2"`'),
     "force": ("--force", "`force = True`"),
 }
@@ -161,13 +161,15 @@ def _weights(requested: bool | None, arch: str) -> tuple[bool, str]:
         return resolve_pretrained(requested, arch=arch)
     except (PretrainedUnavailable, WeightsError) as e:
         reason = str(e).splitlines()[0]
-    advice = (f"{term('scratch')} trains from scratch (lower accuracy, most of all on few photos; the card says so); "
-              f"{term('mobilenet')} fine-tunes MobileNetV2, whose ImageNet weights ship with the project")
+    better = (f"{term('mobilenet')} fine-tunes MobileNetV2, whose ImageNet weights ship with the project, or put "
+              f"the weights file where it is looked for (above)")
     if requested:
-        raise WeightsMissing(f"{reason}\n  {advice}; or put the weights file where the message above says.")
+        raise WeightsMissing(f"{reason}\n  Set {term('scratch')} to train from scratch (lower accuracy, most of all on "
+                             f"few photos; the card says so), or {better}.")
     _log(f"*** No ImageNet weights for {arch}: {reason}\n"
-         f"*** Training FROM SCRATCH instead, as {term('scratch')} does (asked for by {term('default')}); "
-         f"{term('require')} stops here instead. {advice}. ***")
+         f"*** Training FROM SCRATCH instead, as {term('default')} does without them: lower accuracy, most of all "
+         f"on few photos (the card says so). {term('require')} stops instead, {term('scratch')} skips this check; "
+         f"for ImageNet weights: {better}. ***")
     return False, f"from scratch: no ImageNet weights could be had ({reason[:160]})"
 
 
@@ -237,7 +239,7 @@ class Training:
             v = read_card(self.out).get("validation", {})
         except ModelError:
             v = {}
-        score = f", {v['accuracy']:.1%} on its {v['n']} validation photos" if "accuracy" in v else ""
+        score = f" ({v['accuracy']:.1%} on its {v['n']} validation photos)" if "accuracy" in v else ""
         rule = "replaced by the new one in any case" if self.cfg.force else \
             "replaced only if the new one does at least as well on the same validation photos"
         return (f"the current model {self.out}{score} will be {rule}; "
@@ -329,9 +331,8 @@ class Training:
             _log(f"distilling from {cfg.teacher} ({self.distillation['architecture']}), "
                  f"T={cfg.distill_temperature}, alpha={cfg.distill_alpha}")
         n_params = sum(p.numel() for p in learn.model.parameters())
-        how = "from ImageNet weights: fine_tune" if self.pretrained else "from scratch: fit_one_cycle"
-        _log(f"vision_learner({cfg.arch}, pretrained={self.pretrained}): {n_params / 1e6:.1f} M parameters, "
-             f"{how} ({self.weights})")
+        how = f"fine_tune from {self.weights}" if self.pretrained else "fit_one_cycle from scratch"
+        _log(f"vision_learner({cfg.arch}, pretrained={self.pretrained}): {n_params / 1e6:.1f} M parameters, {how}")
         self.learn = learn
         return learn
 
