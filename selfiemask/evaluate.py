@@ -1,7 +1,8 @@
 """How well a model does: metrics, old-versus-new comparisons on the same photos, and their plots.
 
-Training writes these figures into the model card; cleaning compares a
-re-exported model with its backup. Both read them from here, so a number in a
+Training writes these figures into the model card, and a re-export compares
+the new model with the current one on the same validation photos before it
+may replace it (:func:`judge`). Both read them from here, so a number in a
 card and a number in a comparison mean the same thing.
 """
 
@@ -9,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["class_metrics", "compare_models", "comparison_table", "plot_confusions", "save_figure"]
+__all__ = ["class_metrics", "compare_models", "comparison_summary", "comparison_table", "judge", "plot_confusions",
+           "plot_top_losses", "save_figure"]
 
 
 def class_metrics(y_true: list[int], y_pred: list[int], vocab: list[str]) -> dict:
@@ -29,11 +31,51 @@ def class_metrics(y_true: list[int], y_pred: list[int], vocab: list[str]) -> dic
     }
 
 
-def save_figure(fig, path: Path) -> None:
+def save_figure(fig, path: Path, show: bool = False) -> None:
+    """Save and close ``fig``; ``show``: display it first (in a notebook, where a closed figure is not shown)."""
+    if show:
+        from IPython.display import display
+
+        display(fig)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     import matplotlib.pyplot as plt
 
     plt.close(fig)
+
+
+def plot_top_losses(interp, k: int = 9):
+    """The ``k`` validation photos the model got most wrong, titled in words: label, verdict, confidence, loss.
+
+    fastai's own plot titles each photo ``pred/actual/loss/probability`` in one line; these
+    titles say which is which, and name the file so that it can be relabelled (notebook 02).
+    """
+    import math
+
+    import matplotlib.pyplot as plt
+
+    from .images import load_image
+
+    k = min(k, len(interp.losses))
+    losses, idx = interp.top_losses(k)
+    _, probs, targs, _, _ = interp[idx]  # predictions for these photos only, as fastai does
+    items = [interp.dl.items[i] for i in idx.tolist()]
+    cols = min(3, k) or 1
+    rows = max(1, math.ceil(k / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 4.0 * rows), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, path, p, t, loss in zip(axes.flat, items, probs, targs.tolist(), losses.tolist()):
+        said = int(p.argmax())
+        try:
+            ax.imshow(load_image(path))
+        except Exception as e:  # noqa: BLE001 - a photo that no longer opens still gets its title
+            ax.text(0.5, 0.5, f"cannot open:\n{e}", ha="center", va="center", fontsize=8, wrap=True)
+        name = Path(path).name
+        name = name if len(name) <= 28 else name[:12] + "…" + name[-14:]
+        ax.set_title(f"labelled {interp.vocab[t]}\nmodel: {interp.vocab[said]} ({float(p[said]):.0%})\n"
+                     f"loss {loss:.2f} · {name}", fontsize=9)
+    fig.suptitle(f"the {k} validation photos with the highest loss")
+    return fig
 
 
 def compare_models(old_pkl: str | Path, new_pkl: str | Path, folder: str | Path, classes: list[str] | None = None,
@@ -68,6 +110,37 @@ def compare_models(old_pkl: str | Path, new_pkl: str | Path, folder: str | Path,
     out["predictions"] = [{"file": p.relative_to(folder).as_posix(), "label": t, "old": o, "new": n}
                           for p, t, o, n in zip(items, labels, verdicts["old"], verdicts["new"])]
     return out
+
+
+def comparison_summary(result: dict) -> dict:
+    """What a model card keeps of a comparison: both models' metrics on the same photos, without the per-photo list."""
+    keep = ("model", "accuracy", "n", "skipped", "per_class", "confusion_matrix")
+    return {"folder": result["folder"], "n": result["n"],
+            **{name: {k: result[name][k] for k in keep if k in result[name]} for name in ("old", "new")}}
+
+
+def judge(result: dict, force: bool = False) -> tuple[bool, str]:
+    """Whether a new model replaces the current one, and why, in plain words.
+
+    It does unless it is right on fewer of the same validation photos (a tie replaces: the new
+    one was trained on the data at hand), or its classes differ from the current one's (the
+    accuracies then count different photos). ``force`` replaces in every case, and says so.
+    """
+    old, new, n = result["old"], result["new"], result["n"]
+    old_classes = old["confusion_matrix"]["labels"]
+    new_classes = new["confusion_matrix"]["labels"]
+    score = (f"on the same {n} validation photos the new model is right on {new['accuracy']:.1%}, "
+             f"the current one on {old['accuracy']:.1%}")
+    if old_classes != new_classes:
+        ok, why = False, (f"the new model's classes ({', '.join(new_classes)}) are not the current one's "
+                          f"({', '.join(old_classes)}), so their scores do not compare ({score})")
+    elif new["accuracy"] < old["accuracy"]:
+        ok, why = False, f"the new model does worse: {score}"
+    else:
+        ok, why = True, f"the new model does {'as well' if new['accuracy'] == old['accuracy'] else 'better'}: {score}"
+    if force and not ok:
+        return True, f"{why}; replaced anyway, as forced"
+    return ok, why
 
 
 def comparison_table(result: dict):

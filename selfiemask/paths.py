@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CACHE", "DEFAULT_MODEL", "PROJECT_ROOT", "SAMPLES", "Layout", "default_crop_cache"]
+__all__ = ["CACHE", "DEFAULT_MODEL", "PROJECT_ROOT", "SAMPLES", "Layout", "default_crop_cache", "history_dir"]
 
 #: The checkout this package lives in: caches go to its data/ whatever the working directory.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +20,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL = PROJECT_ROOT / "export.pkl"
 #: The app's sample photos, shipped inside the package.
 SAMPLES = Path(__file__).resolve().parent / "samples"
+
+
+def history_dir(model_path: str | Path) -> Path:
+    """Where the kept versions of a model live: ``models/history/`` beside it, one folder per version.
+
+    Beside the shipped ``export.pkl`` that is the checkout's ``models/history/``, which git ignores:
+    a re-export or a restore puts the model it replaces there first (``card.keep_version``).
+    """
+    return Path(model_path).parent / "models" / "history"
 
 
 @dataclass(frozen=True)

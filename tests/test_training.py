@@ -13,7 +13,7 @@ import pytest
 from selfiemask.data import HashSplitter, is_valid_item, make_dls, split_key
 from selfiemask.files import sha256_file
 from selfiemask.synthetic import make_dataset
-from selfiemask.training import TrainConfig, train
+from selfiemask.training import NoTrainingData, TrainConfig, Training, lr_find_steps, train
 
 
 def test_split_is_seeded_stable_and_shared_by_crops(tmp_path):
@@ -115,7 +115,50 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     from selfiemask.commands import main
 
     assert main(["train", str(tmp_path / "nope"), "--no-pretrained"]) == 2
-    assert "training folder not found" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "training folder not found" in err
+    # It says where photos come from, and names ../shared only as the project's own set.
+    assert "data/raw/with_mask/" in err and "02_clean.ipynb" in err and "project's own training set" in err
+    (tmp_path / "empty" / "with_mask").mkdir(parents=True)
+    assert main(["train", str(tmp_path / "empty"), "--no-pretrained", "--classes", "2"]) == 2
+    assert "no folder for class" in capsys.readouterr().err
+    with pytest.raises(NoTrainingData, match="no photos") as e:
+        Training(TrainConfig(data_dir=tmp_path / "empty"))
+    assert e.value._render_traceback_()[0].startswith("Stopped: no photos")  # a notebook shows just this
+
+
+def test_lr_find_is_cheap_on_few_photos():
+    assert lr_find_steps(1) == 20 and lr_find_steps(30) == 60 and lr_find_steps(80) == 100
+    assert lr_find_steps(5000) == 100  # fastai's own count on a large set
+
+
+def test_missing_weights_are_explained_in_the_callers_terms(tmp_path, monkeypatch, capsys):
+    """Offline without weights: None trains from scratch and says so; True stops, in the notebook's words there."""
+    import types
+
+    import torch
+
+    from selfiemask.training import WeightsMissing, _weights
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+
+    def offline(*a, **k):
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
+    ok, how = _weights(None, "resnet34")
+    assert ok is False and how.startswith("from scratch: no ImageNet weights could be had (ImageNet weights for")
+    assert "FROM SCRATCH" in capsys.readouterr().err
+    with pytest.raises(WeightsMissing, match="--no-pretrained"):
+        _weights(True, "resnet34")
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # as in a notebook's kernel
+    _weights(None, "resnet34")
+    said = capsys.readouterr().out
+    assert "`pretrained = False`" in said and "--no-pretrained" not in said
+    with pytest.raises(WeightsMissing) as e:
+        _weights(True, "resnet34")
+    shown = "\n".join(e.value._render_traceback_())
+    assert "`pretrained = False`" in shown and '`arch = "mobilenet_v2"`' in shown and "--" not in shown
 
 
 def test_pretrained_weights_unavailable_is_loud(tmp_path, monkeypatch):

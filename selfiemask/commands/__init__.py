@@ -16,7 +16,7 @@ __all__ = ["COMMANDS", "main"]
 
 DISTRIBUTED_HELP = "one of several processes started by torchrun or accelerate launch (see the README)"
 #: The subcommands, in the order ``--help`` lists them; each is a module of this package.
-COMMANDS = ("train", "predict", "watch", "clean")
+COMMANDS = ("train", "predict", "watch", "clean", "restore")
 
 
 def safe_output() -> None:

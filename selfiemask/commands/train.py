@@ -1,4 +1,8 @@
-"""``selfiemask train DATA_DIR``: :func:`selfiemask.training.train` from the command line."""
+"""``selfiemask train DATA_DIR``: :func:`selfiemask.training.train` (notebook 03's steps) from the command line.
+
+The defaults are notebook 03's (``tests/test_notebooks.py`` checks that they agree
+with ``TrainConfig``); they are written out here so that ``--help`` needs no fastai.
+"""
 
 from __future__ import annotations
 
@@ -12,16 +16,22 @@ from . import DISTRIBUTED_HELP
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train on DATA_DIR/<label>/ images and export the learner")
     p.add_argument("data_dir", type=Path)
-    p.add_argument("--out", type=Path, default=Path("export.pkl"), help="where to export (default: export.pkl)")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--size", type=int, default=192, help="image size in pixels (default: 192)")
-    p.add_argument("--bs", type=int, default=64, help="batch size")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (default: chosen by lr_find)")
+    p.add_argument("--out", type=Path, default=Path("export.pkl"),
+                   help="where to export (default: export.pkl). A model already there is replaced only if the new "
+                        "one does at least as well on the same validation photos; both are kept in models/history/")
+    p.add_argument("--force", action="store_true",
+                   help="replace the model at --out even if the new one does worse (it is still kept in the history)")
+    p.add_argument("--epochs", type=int, default=14, help="default: 14")
+    p.add_argument("--size", type=int, default=128, help="image size in pixels (default: 128)")
+    p.add_argument("--bs", type=int, default=64, help="batch size (default 64; smaller on few photos, said so)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="learning rate (default: chosen by lr_find, with fewer steps on few photos)")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
                    help="train from scratch instead of from ImageNet weights")
     g.add_argument("--pretrained", dest="pretrained", action="store_true",
-                   help="require ImageNet weights (the default uses them when they can be had, else stops)")
+                   help="require ImageNet weights: stop without them (the default uses them when they can be had, "
+                        "else trains from scratch and says so)")
     p.add_argument("--whole-images", dest="crops", action="store_false",
                    help="train on whole photos instead of face crops")
     p.add_argument("--crop-cache", type=Path, default=None, help="folder for the cached face crops")
@@ -53,20 +63,23 @@ def run(args: argparse.Namespace) -> int:
                       classes=THREE_CLASSES if args.classes == 3 else TWO_CLASSES, lr=args.lr,
                       resume=args.resume, seed=args.seed, distributed=args.distributed, arch=args.arch,
                       teacher=args.teacher, distill_temperature=args.distill_temperature,
-                      distill_alpha=args.distill_alpha)
+                      distill_alpha=args.distill_alpha, force=args.force)
     try:
         card = train(cfg)
     except (FileNotFoundError, PretrainedUnavailable, WeightsError, ModelError, ValueError) as e:
         print(f"selfiemask train: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nselfiemask train: interrupted; {args.out} is unchanged. Run again with --resume to continue.",
-              file=sys.stderr)
+        print(f"\nselfiemask train: interrupted; {args.out} and its card are whole (never half-replaced). "
+              "Run again with --resume to continue.", file=sys.stderr)
         return 130
     if not card:  # not the main process of a distributed run: that one reports
         return 0
     v = card["validation"]
-    print(f"{args.out}: validation accuracy {v['accuracy']:.2%} on {v['n']} images")
+    outcome = card.get("re_export", {})
+    print(f"{outcome.get('model_at', args.out)}: validation accuracy {v['accuracy']:.2%} on {v['n']} images")
     for c, m in v["per_class"].items():
         print(f"  {c:14s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  n={m['support']}")
+    if outcome:
+        print(f"{args.out}: {outcome['decision']} ({outcome['reason']})")
     return 0
