@@ -20,6 +20,7 @@ from .card import ModelError, verify_model
 from .faces import DEFAULT_MARGIN, DetectorSettings, Face, FaceDetector, crop_face
 from .images import ImageError, load_image, original_size
 from .paths import DEFAULT_MODEL
+from .verdicts import is_uncertain
 
 __all__ = ["DEFAULT_MODEL", "FACE_FIELDS", "PREDICT_FIELDS", "Classifier", "FaceVerdict", "PhotoResult", "Verdict",
            "predict_rows", "result_rows"]
@@ -35,6 +36,12 @@ class Verdict:
 @dataclass
 class FaceVerdict(Verdict):
     box: tuple[int, int, int, int] | None = None  # None: the whole image was judged
+    face_score: float | None = None  # the detector's score of the face; None: the whole image was judged
+
+    @property
+    def uncertain(self) -> bool:
+        """Shown as "Not sure": see :mod:`selfiemask.verdicts` for the measured thresholds."""
+        return is_uncertain(self.confidence, self.face_score)
 
 
 @dataclass
@@ -159,7 +166,8 @@ class Classifier:
                 owners.append((n, None))
         for (n, face), v in zip(owners, self.classify(crops, bs)):
             fv = FaceVerdict(v.label, v.confidence, v.probs,
-                             to_original(face.box, images[n], results[n].size) if face else None)
+                             to_original(face.box, images[n], results[n].size) if face else None,
+                             face.prob if face else None)
             if face is None:
                 results[n].fallback = fv
             else:
@@ -214,27 +222,32 @@ class Classifier:
 
 
 # -- the CSV rows of ``selfiemask predict`` ------------------------------------------
-PREDICT_FIELDS = ["path", "label", "confidence", "error", "faces", "judged_on"]
-FACE_FIELDS = ["path", "face", "box", "label", "confidence", "error"]
+#: ``uncertain`` comes last so that readers of the older columns by position keep working; ``label`` stays the
+#: model's class either way (1: the app would say "Not sure", see :mod:`selfiemask.verdicts`).
+PREDICT_FIELDS = ["path", "label", "confidence", "error", "faces", "judged_on", "uncertain"]
+FACE_FIELDS = ["path", "face", "box", "label", "confidence", "error", "uncertain"]
 
 
 def result_rows(res, per_face: bool) -> list[dict]:
     """CSV rows for one photo (documented in the README)."""
     if res.error:
         if per_face:
-            return [{"path": res.path, "face": "", "box": "", "label": "error", "confidence": "", "error": res.error}]
+            return [{"path": res.path, "face": "", "box": "", "label": "error", "confidence": "", "error": res.error,
+                     "uncertain": ""}]
         return [{"path": res.path, "label": "error", "confidence": "", "error": res.error, "faces": "",
-                 "judged_on": ""}]
+                 "judged_on": "", "uncertain": ""}]
     if per_face:
         if not res.faces:
             v = res.fallback
             return [{"path": res.path, "face": "none", "box": "", "label": v.label,
-                     "confidence": f"{v.confidence:.4f}", "error": ""}]
+                     "confidence": f"{v.confidence:.4f}", "error": "", "uncertain": int(v.uncertain)}]
         return [{"path": res.path, "face": i, "box": " ".join(map(str, f.box)), "label": f.label,
-                 "confidence": f"{f.confidence:.4f}", "error": ""} for i, f in enumerate(res.faces)]
+                 "confidence": f"{f.confidence:.4f}", "error": "", "uncertain": int(f.uncertain)}
+                for i, f in enumerate(res.faces)]
     v = res.main
     return [{"path": res.path, "label": v.label, "confidence": f"{v.confidence:.4f}", "error": "",
              "faces": len(res.faces), "judged_on": "largest_face" if res.faces else "whole_image",
+             "uncertain": int(v.uncertain),
              "face_labels": [f.label for f in res.faces]}]  # not a CSV column: for the note when faces disagree
 
 

@@ -1,6 +1,15 @@
-"""How a verdict is shown to people: wording and colour per class, shared by the app, the video and the CLI.
+"""How a verdict is shown to people: wording, colour, and when to say "Not sure". Shared by app, video and CLI.
 
-No widgets and no OpenCV here, so either front end can import it without the other's dependencies.
+No widgets and no OpenCV here, so any front end can import it without the others' dependencies.
+
+A verdict is only as good as the model's confidence in it: on the validation
+photos, verdicts under :data:`MIN_CONFIDENCE` were right far less often than the
+rest (``benchmarks/confidence.py`` prints the table this figure comes from, see
+the README's app section). Below it the app and the video say "Not sure" instead
+of a confident label, and ``selfiemask predict`` marks the row ``uncertain``
+(its ``label`` stays the model's class, so scripts reading the CSV keep working).
+A face that the detector itself barely believes (score under
+:data:`MIN_FACE_SCORE`) is "Not sure" for the same reason.
 """
 
 from __future__ import annotations
@@ -8,20 +17,32 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 
-__all__ = ["COLOURS", "DEFAULT_COLOUR", "LABELS", "colour", "disagreement", "human_label"]
+__all__ = ["COLOURS", "DEFAULT_COLOUR", "LABELS", "MIN_CONFIDENCE", "MIN_FACE_SCORE", "UNSURE", "UNSURE_COLOUR",
+           "colour", "disagreement", "human_label", "is_uncertain", "shown_colour", "shown_label", "summary"]
 
 LABELS = {"with_mask": "Mask on", "without_mask": "No mask", "incorrect_mask": "Mask worn incorrectly"}
 COLOURS = {"with_mask": "#2e7d32", "without_mask": "#c62828", "incorrect_mask": "#ef8f00"}
 #: For a class the model knows but this table does not.
 DEFAULT_COLOUR = "#1565c0"
 
+#: What an uncertain verdict reads, and its colour (grey: neither the mask green nor the no-mask red).
+UNSURE = "Not sure"
+UNSURE_COLOUR = "#616161"
+#: Below this probability of its class a verdict is "Not sure". Measured by benchmarks/confidence.py on the
+#: validation split (shipped model and the distilled candidate): see the README's app section for the table.
+MIN_CONFIDENCE = 0.90
+#: A face the detector scored below this is "Not sure" whatever the classifier says (RetinaFace drops boxes
+#: under ``DetectorSettings.min_score`` = 0.5 already; MTCNN under 0.8). Measured by benchmarks/confidence.py.
+MIN_FACE_SCORE = 0.0
+
 
 def human_label(label: str) -> str:
+    """The class as people read it ("Mask on"), whatever the confidence."""
     return LABELS.get(label, label.replace("_", " ").capitalize())
 
 
 def colour(label: str) -> str:
-    """The verdict's colour as ``#rrggbb``."""
+    """The class's colour as ``#rrggbb``."""
     return COLOURS.get(label, DEFAULT_COLOUR)
 
 
@@ -33,3 +54,37 @@ def disagreement(labels: Iterable[str]) -> str:
     """
     counts = Counter(labels)
     return ", ".join(f"{n} {label}" for label, n in counts.most_common()) if len(counts) > 1 else ""
+
+
+def is_uncertain(confidence: float, face_score: float | None = None) -> bool:
+    """True when the verdict should read "Not sure": a low confidence, or a face the detector doubts.
+
+    ``face_score`` None: no detector score to judge (a whole-image verdict, or a model without detector).
+    """
+    return confidence < MIN_CONFIDENCE or (face_score is not None and face_score < MIN_FACE_SCORE)
+
+
+def shown_label(label: str, confidence: float, face_score: float | None = None) -> str:
+    """What a person is told: the class in words, or "Not sure"."""
+    return UNSURE if is_uncertain(confidence, face_score) else human_label(label)
+
+
+def shown_colour(label: str, confidence: float, face_score: float | None = None) -> str:
+    """The colour of what a person is told: the class's, or grey for "Not sure"."""
+    return UNSURE_COLOUR if is_uncertain(confidence, face_score) else colour(label)
+
+
+def summary(verdicts: Iterable[tuple[str, float, float | None]]) -> str:
+    """One line for a photo: "3 faces: 1 mask on, 2 no mask" (verdicts as ``(label, confidence, face_score)``).
+
+    Counts go in the order of :data:`LABELS` (then any other class), "not sure" last.
+    """
+    counts: dict[str, int] = {}
+    n = 0
+    for label, confidence, score in verdicts:
+        n += 1
+        key = UNSURE if is_uncertain(confidence, score) else human_label(label)
+        counts[key] = counts.get(key, 0) + 1
+    order = [*LABELS.values(), *sorted(k for k in counts if k not in LABELS.values() and k != UNSURE), UNSURE]
+    parts = [f"{counts[k]} {k.lower()}" for k in order if counts.get(k)]
+    return f"{n} face{'' if n == 1 else 's'}: " + ", ".join(parts) if n else "no face"

@@ -31,7 +31,7 @@ from PIL import Image
 
 from .faces import DEFAULT_MARGIN, FaceDetector, crop_face
 from .predict import Classifier
-from .verdicts import colour, human_label
+from .verdicts import colour, is_uncertain, shown_label
 
 __all__ = ["DEFAULT_SMOOTH", "FaceTracker", "FrameAnalyzer", "FrameRecord", "VideoOut", "WatchError", "WatchResult",
            "box_colour", "class_probs", "count_frames", "default_out", "display_available", "draw", "iou",
@@ -230,9 +230,10 @@ def draw(frame: np.ndarray, faces: list[FaceState], fps: float | None, whole_fra
     thick = max(2, round(max(w, h) / 160))
     scale = max(0.4, max(w, h) / 900)
     for f in faces:
-        colour = box_colour(f.label)
+        colour = box_colour(f.label)  # the model's guess, even when the words say "Not sure"
         l, t, r, b = f.box
-        text = f"{human_label(f.label)} {f.confidence:.0%}"
+        # "Not sure" alone: a percentage beside it would read as confidence in being unsure.
+        text = shown_label(f.label, f.confidence) + ("" if is_uncertain(f.confidence) else f" {f.confidence:.0%}")
         (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
         if whole_frame:  # a whole-image model: a banner at the bottom, no box
             cv2.rectangle(frame, (0, h - th - base - 6), (tw + 8, h), colour, -1)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import re
 import shutil
+import threading
 
 import pytest
 from conftest import jpeg_bytes, noise_image
 
-from selfiemask.app import App
+from selfiemask import app as app_module
+from selfiemask.app import App, verdict_widget
+from selfiemask.verdicts import MIN_CONFIDENCE, UNSURE, human_label
 
 
 def classes_of(widget) -> list[str]:
@@ -44,10 +48,34 @@ def test_upload_gives_a_verdict_per_face(app, astronaut):
     assert len(find(app.results, "result-image")) == 1
 
 
-def test_three_faces_three_verdicts(app, three_faces):
+def shown(verdict) -> str:
+    """What a verdict widget tells people (its ``verdict-label`` span)."""
+    return re.search(r"class='verdict-label'[^>]*>([^<]*)<", verdict.value)[1]
+
+
+def test_three_faces_three_verdicts_after_a_summary(app, three_faces):
     upload(app, "group.jpg", jpeg_bytes(three_faces))
-    assert len(find(app.results, "verdict")) == 3
-    assert "3 faces found" in str([w.value for w in app.results.children[0].children[1].children[1].children])
+    verdicts = find(app.results, "verdict")
+    assert len(verdicts) == 3
+    (count,) = find(app.results, "face-count")
+    (column,) = find(app.results, "verdicts")
+    assert column.children[0] is count  # the summary comes first, then each face
+    text = re.search(r">([^<]*)<", count.value)[1]
+    assert text.startswith("3 faces: ")
+    # The summary counts what the verdicts below it say (whatever this tiny model says).
+    said = [shown(v) for v in verdicts]
+    assert sorted(text.split(": ")[1].split(", ")) == sorted(f"{said.count(k)} {k.lower()}" for k in set(said))
+
+
+@pytest.mark.parametrize("confidence", [MIN_CONFIDENCE - 0.05, MIN_CONFIDENCE + 0.05])
+def test_low_confidence_reads_not_sure_with_the_guess(confidence):
+    w = verdict_widget("without_mask", confidence, "Face 1")
+    unsure = confidence < MIN_CONFIDENCE
+    assert shown(w) == (UNSURE if unsure else human_label("without_mask"))
+    assert ("verdict-uncertain" in classes_of(w)) == unsure
+    assert "verdict-without_mask" in classes_of(w)  # the model's class stays on the element
+    assert f"{confidence * 100:.1f}%" in w.value
+    assert ("the model's guess: No mask" in w.value) == unsure
 
 
 def test_no_face_says_so_and_falls_back(app, no_face):
@@ -96,3 +124,49 @@ def test_missing_or_mismatched_model_shows_a_message(tmp_path, tiny_model):
     assert "does not match" in find(broken.results, "model-error")[0].value
     broken.show([("x.jpg", b"123")])  # still no traceback
     assert find(broken.results, "model-error")
+
+
+def test_page_layout_wraps_for_phones(app):
+    page = app.widget()
+    assert "selfiemask-app" in classes_of(page)
+    css = page.children[0].value
+    assert "@media (max-width: 600px)" in css and ".result-row" in css
+    (controls,) = find(page, "controls")
+    assert controls.layout.flex_flow == "row wrap"
+    assert all(b.layout.flex == "0 0 auto" and b.layout.width == "auto" for b in app.sample_buttons)
+    app.sample_buttons[0].click()
+    (row,) = find(app.results, "result-row")
+    assert row.layout.flex_flow == "row wrap"
+    (img,) = find(row, "result-image")
+    assert img.layout.max_width == "100%"
+
+
+def test_loading_note_shows_until_the_model_is_loaded(tiny_model, monkeypatch, astronaut):
+    release = threading.Event()
+    real = app_module.get_classifier
+
+    def slow(path):
+        release.wait(60)
+        return real(path)
+
+    monkeypatch.setattr(app_module, "get_classifier", slow)
+    a = App(tiny_model, background=True)  # returns at once, the model still loading
+    assert a.loading.layout.display != "none" and not a.loaded.is_set() and a.classifier is None
+    assert a.loading in a.widget().children
+    # A photo chosen now waits for the model, then gets its verdict.
+    shown_thread = threading.Thread(target=a.show, args=([("a.jpg", jpeg_bytes(astronaut))],))
+    shown_thread.start()
+    shown_thread.join(0.5)
+    assert shown_thread.is_alive() and "Waiting for the model" in a.status.value
+    release.set()
+    shown_thread.join(60)
+    assert a.loaded.is_set() and a.loading.layout.display == "none" and a.classifier is not None
+    assert len(find(a.results, "verdict")) == 1 and a.status.value == ""
+
+
+def test_a_model_that_fails_to_load_in_the_background_is_explained(tmp_path):
+    a = App(tmp_path / "export.pkl", background=True)
+    assert a.loaded.wait(60)
+    assert a.loading.layout.display == "none"
+    (msg,) = find(a.results, "model-error")
+    assert "not found" in msg.value

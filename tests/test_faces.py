@@ -108,7 +108,7 @@ def test_per_face_rows_and_no_face_fallback(tiny_model, tmp_path, astronaut, no_
     res = run_cli("predict", "--model", tiny_model, "--csv", "--faces", tmp_path)
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert list(rows[0]) == ["path", "face", "box", "label", "confidence", "error"]
+    assert list(rows[0]) == ["path", "face", "box", "label", "confidence", "error", "uncertain"]
     per = {}
     for r in rows:
         per.setdefault(r["path"].split("/")[-1], []).append(r)

@@ -21,7 +21,7 @@ def big_file(path, mb: int):
 def test_oversized_uploads_get_a_message_and_the_page_keeps_working(served_app, astronaut, tmp_path):  # noqa: F811
     from playwright.sync_api import sync_playwright
 
-    url, _ = served_app
+    url, *_ = served_app
     photo = tmp_path / "selfie.jpg"
     photo.write_bytes(jpeg_bytes(astronaut))
     with sync_playwright() as p:

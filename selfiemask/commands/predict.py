@@ -22,7 +22,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="image files or folders (searched recursively)")
     p.add_argument("--model", type=Path, default=None, help="exported learner (default: the project's export.pkl)")
     p.add_argument("--csv", action="store_true", help="print CSV to stdout")
-    p.add_argument("--faces", action="store_true", help="one row per face: path,face,box,label,confidence,error")
+    p.add_argument("--faces", action="store_true",
+                   help="one row per face: path,face,box,label,confidence,error,uncertain")
     p.add_argument("--whole-image", action="store_true", help="classify whole photos, without face detection")
     p.add_argument("--bs", type=int, default=32, help="batch size")
     p.add_argument("--allow-unverified-model", action="store_true",
@@ -83,6 +84,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _print_row(row: dict, writer, per_face: bool) -> None:
+    from ..verdicts import UNSURE
+
     if writer:
         writer.writerow(row)
     elif row["label"] == "error":
@@ -92,7 +95,10 @@ def _print_row(row: dict, writer, per_face: bool) -> None:
         extra = (f" face {row['face']} at {row['box']}" if per_face
                  else f" ({row['faces']} face(s), judged on {row['judged_on'].replace('_', ' ')}"
                       + (f"; the faces disagree: {mixed}" if mixed else "") + ")")
-        print(f"{row['path']}: {row['label']} {float(row['confidence']):.1%}{extra}")
+        verdict = f"{row['label']} {float(row['confidence']):.1%}"
+        if row["uncertain"]:  # the model's guess stays visible, marked as what it is
+            verdict = f"{UNSURE.lower()} ({verdict})"
+        print(f"{row['path']}: {verdict}{extra}")
 
 
 def dash_file_hint(argv: list[str]) -> str:
