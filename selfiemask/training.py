@@ -426,6 +426,7 @@ class Training:
                 learn.fit_one_cycle(cfg.epochs, lr, start_epoch=self.start_epoch, cbs=cbs)
                 self.schedule = {"epochs": cfg.epochs, "lr_max": lr}
         self.timing["fit_seconds"] = round(time.time() - t0)
+        self.world_size = dist.world_size()  # read now: the main process validates and exports alone
 
     # -- 6. interpretation --------------------------------------------------------------------------------------
     def interpretation(self):
@@ -475,7 +476,7 @@ class Training:
         learn.export(tmp.resolve())
         digest = sha256_file(tmp)
         files = list_labelled_images(self.train_dir, cfg.classes)
-        training = {**self.schedule, "lr_find": self.lr_info, "world_size": dist.world_size(),
+        training = {**self.schedule, "lr_find": self.lr_info, "world_size": self.world_size,
                     "batch_size": self.bs, "seed": cfg.seed, "valid_pct": cfg.valid_pct,
                     "split": "sha256 of label/name, seeded (data.is_valid_item)",
                     "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
