@@ -201,12 +201,12 @@ def install_model(src: str | Path, dest: str | Path) -> Path:
         for f in [files[1], files[0], *files[2:]]:  # renamed in reverse: figures, learner, card
             shutil.copy2(f, stack.enter_context(atomic_path(_counterpart(f, src, dest))))
         renames = stack.pop_all()  # everything copied: nothing is removed on leaving this block
+    kept = {_counterpart(f, src, dest) for f in files}
     with _ctrl_c_held():
         renames.close()
-    kept = {_counterpart(f, src, dest) for f in files}
-    for stale in model_files(dest):
-        if stale not in kept:
-            stale.unlink()
+        for stale in model_files(dest):
+            if stale not in kept:
+                stale.unlink()
     return dest
 
 
