@@ -95,12 +95,20 @@ def model_files(model_path: str | Path) -> list[Path]:
     return [f for f in names if f.exists()]
 
 
+def _counterpart(f: Path, src: Path, dest: Path) -> Path:
+    """Where file ``f`` of the model ``src`` goes when the model goes to ``dest`` (learner, card, figures)."""
+    if f == src:
+        return dest
+    if f == card_path(src):
+        return card_path(dest)
+    return dest.with_name(dest.stem + f.name[len(src.stem):])
+
+
 def _copy_set(files: list[Path], dest_model: Path) -> list[Path]:
-    """Copy one model's files beside ``dest_model`` under its stem, each atomically; return the copies."""
-    src_stem = files[0].stem
+    """Copy one model's files (the learner first) to ``dest_model`` and beside it, each atomically."""
     out = []
     for f in files:
-        dest = dest_model.with_name(dest_model.stem + f.name[len(src_stem):])
+        dest = _counterpart(f, files[0], dest_model)
         with atomic_path(dest) as tmp:
             shutil.copy2(f, tmp)
         out.append(dest)
@@ -188,20 +196,17 @@ def install_model(src: str | Path, dest: str | Path) -> Path:
     if src not in files or card_path(src) not in files:
         raise ModelError(f"{src} and its card {card_path(src).name} are both needed to install a model")
 
-    def target(f: Path) -> Path:
-        return dest.with_name(dest.stem + f.name[len(src.stem):])
-
     dest.parent.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         for f in [files[1], files[0], *files[2:]]:  # renamed in reverse: figures, learner, card
-            shutil.copy2(f, stack.enter_context(atomic_path(target(f))))
+            shutil.copy2(f, stack.enter_context(atomic_path(_counterpart(f, src, dest))))
         renames = stack.pop_all()  # everything copied: nothing is removed on leaving this block
+    kept = {_counterpart(f, src, dest) for f in files}
     with _ctrl_c_held():
         renames.close()
-    kept = {target(f) for f in files}
-    for stale in model_files(dest):
-        if stale not in kept:
-            stale.unlink()
+        for stale in model_files(dest):
+            if stale not in kept:
+                stale.unlink()
     return dest
 
 

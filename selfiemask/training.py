@@ -58,8 +58,11 @@ SIZE = 128
 LR_FIND_MIN_STEPS = 20
 #: Fewer batches than this an epoch, and the batch size shrinks (a 100-photo set would make 1 batch of 64).
 MIN_BATCHES = 4
-#: The rate used when lr_find cannot suggest one (too few steps before the loss diverged).
+#: The rate used when lr_find cannot suggest one, or suggests one outside ``LR_RANGE``.
 FALLBACK_LR = 1e-3
+#: The rates lr_find's suggestion is trusted in: over 20 steps its curve is noisy, and on 100 photos it has
+#: suggested 4e-6 (a run that then learned nothing in 14 epochs) where other seeds gave 1e-3 and 2.5e-3.
+LR_RANGE = (1e-5, 1e-1)
 
 
 @dataclass
@@ -426,6 +429,7 @@ class Training:
                 learn.fit_one_cycle(cfg.epochs, lr, start_epoch=self.start_epoch, cbs=cbs)
                 self.schedule = {"epochs": cfg.epochs, "lr_max": lr}
         self.timing["fit_seconds"] = round(time.time() - t0)
+        self.world_size = dist.world_size()  # read now: the main process validates and exports alone
 
     # -- 6. interpretation --------------------------------------------------------------------------------------
     def interpretation(self):
@@ -475,7 +479,7 @@ class Training:
         learn.export(tmp.resolve())
         digest = sha256_file(tmp)
         files = list_labelled_images(self.train_dir, cfg.classes)
-        training = {**self.schedule, "lr_find": self.lr_info, "world_size": dist.world_size(),
+        training = {**self.schedule, "lr_find": self.lr_info, "world_size": self.world_size,
                     "batch_size": self.bs, "seed": cfg.seed, "valid_pct": cfg.valid_pct,
                     "split": "sha256 of label/name, seeded (data.is_valid_item)",
                     "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
@@ -605,6 +609,11 @@ def _find_lr(learn, pretrained: bool, figure: Path, steps: int, show: bool) -> t
         return FALLBACK_LR, {"steps": steps, "fallback": FALLBACK_LR}
     save_figure(plt.gcf(), figure, show=show)
     info = {k: float(getattr(sug, k)) for k in ("minimum", "steep", "valley")}
-    _log(f"lr_find suggests valley {info['valley']:.2g} (steep {info['steep']:.2g}, minimum/10 "
-         f"{info['minimum']:.2g}): training at {info['valley']:.2g}")
-    return float(sug.valley), {**info, "steps": steps}
+    said = f"lr_find suggests valley {info['valley']:.2g} (steep {info['steep']:.2g}, minimum/10 {info['minimum']:.2g})"
+    low, high = LR_RANGE
+    if not low <= info["valley"] <= high:
+        _log(f"{said}: outside {low:g}-{high:g}, a curve too noisy to read ({steps} steps); training at "
+             f"{FALLBACK_LR:g} instead (set the learning rate to choose another)")
+        return FALLBACK_LR, {**info, "steps": steps, "fallback": FALLBACK_LR}
+    _log(f"{said}: training at {info['valley']:.2g}")
+    return info["valley"], {**info, "steps": steps}

@@ -138,6 +138,7 @@ def test_ctrl_c_during_the_renames_waits_until_the_pair_is_whole(current, tiny_m
             sent.append(1)
             signal.raise_signal(signal.SIGINT)
 
+    current.with_name("export.confusion.png").write_bytes(b"the old model's figure")
     monkeypatch.setattr("selfiemask.files.os.replace", replace_with_ctrl_c)
     with pytest.raises(KeyboardInterrupt):
         install_model(new, current)

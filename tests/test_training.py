@@ -180,3 +180,28 @@ def test_pretrained_weights_unavailable_is_loud(tmp_path, monkeypatch):
     ckpt.write_bytes(b"weights")
     ok, how = pretrained.resolve_pretrained(None)
     assert ok and "cache" in how
+
+
+def test_an_unreadable_lr_find_falls_back_to_a_stated_rate(tmp_path, capsys):
+    """Over 20 noisy steps lr_find once suggested 4e-6 on 100 real photos: such a rate is not trusted."""
+    from collections import namedtuple
+
+    import matplotlib.pyplot as plt
+
+    from selfiemask.training import FALLBACK_LR, _find_lr
+
+    suggestions = namedtuple("SuggestedLRs", "minimum steep valley")
+
+    class Finder:
+        def __init__(self, valley):
+            self.valley = valley
+
+        def lr_find(self, num_it, **kw):
+            plt.plot(range(num_it))
+            return suggestions(6e-8, 1.6e-6, self.valley)
+
+    lr, info = _find_lr(Finder(4e-6), False, tmp_path / "lr.png", 20, False)
+    assert lr == FALLBACK_LR and info["fallback"] == FALLBACK_LR and info["valley"] == 4e-6
+    assert (tmp_path / "lr.png").stat().st_size > 1000 and "too noisy to read" in capsys.readouterr().err
+    lr, info = _find_lr(Finder(2.5e-3), False, tmp_path / "lr.png", 20, False)
+    assert lr == 2.5e-3 and "fallback" not in info and info["steps"] == 20
