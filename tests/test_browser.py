@@ -56,25 +56,33 @@ def kernels(pid: int) -> int:
     return len(kernel_processes(pid))
 
 
-def wait_for_idle_kernels(pid: int, count: int, timeout: float = 300) -> None:
-    """Until ``count`` kernels run below ``pid`` and spent under 0.1 s of CPU in the last 2 s (heated)."""
+def wait_for_idle_kernels(pid: int, count: int, timeout: float = 300, hold: float = 8) -> None:
+    """Until ``count`` kernels run below ``pid``, the same ones, using under 5% of a core, for ``hold`` seconds.
+
+    Heated, that is; ``hold`` is longer than Voilà's ``fill_delay`` (voila.json), so a refill that is
+    scheduled but not started yet cannot pass for a quiet pool.
+    """
     import psutil
 
-    def cpu() -> float:
-        total = 0.0
-        for p in kernel_processes(pid):
+    def state() -> tuple[set[int], float]:
+        procs, total = kernel_processes(pid), 0.0
+        for p in procs:
             try:
                 t = p.cpu_times()
                 total += t.user + t.system
             except psutil.Error:
                 pass
-        return total
+        return {p.pid for p in procs}, total
 
     end = time.time() + timeout
+    since, (pids, cpu) = time.time(), state()
     while time.time() < end:
-        before = cpu()
-        time.sleep(2)
-        if kernels(pid) == count and cpu() - before < 0.1:
+        time.sleep(1)
+        now_pids, now_cpu = state()
+        if now_pids != pids or len(now_pids) != count or now_cpu - cpu > 0.05:
+            since = time.time()
+        pids, cpu = now_pids, now_cpu
+        if time.time() - since >= hold:
             return
     pytest.fail(f"the kernels did not settle: {kernels(pid)} running, {count} expected")
 

@@ -82,7 +82,8 @@ def test_closing_the_page_frees_its_kernel(server):
         # The page took the pooled kernel; the pool starts another for the next visitor.
         assert wait_for(lambda: kernels(proc.pid) == 2, 60), f"{kernels(proc.pid)} kernels"
         page.goto("about:blank")  # leaving the page: Voilà's shutdown beacon (refused with 403 before)
-        assert wait_for(lambda: not pooled.is_running(), 30), "the closed page's kernel is still running"
+        assert wait_for(lambda: pooled.pid not in {k.pid for k in kernel_processes(proc.pid)}, 30), \
+            "the closed page's kernel is still running"
         assert wait_for(lambda: kernels(proc.pid) == 1, 30), f"{kernels(proc.pid)} kernels: only the pool's is left"
         browser.close()
 
