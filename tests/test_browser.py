@@ -218,19 +218,48 @@ def test_phone_sized_page_shows_every_verdict_without_sideways_scrolling(served_
 
 
 def test_preheated_page_is_ready_at_once(served_app):
-    """Voilà's preheated kernel has run the notebook and loaded the model before the visitor came."""
+    """Voilà's preheated kernel has run the notebook and loaded the model before the visitor came.
+
+    ``SELFIEMASK_READY_VISITS=N`` measures N first visits (a fresh browser context each: nothing cached)
+    and N visits of one context whose scripts are cached (after one visit not counted): the README's figures.
+    """
+    import statistics
+
     from playwright.sync_api import sync_playwright
 
     url, _, proc = served_app
-    wait_for_idle_kernels(proc.pid, 1)  # the pool's one kernel, heated; no page open
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport=PHONE)
+    n = int(os.environ.get("SELFIEMASK_READY_VISITS", "1"))
+
+    def visit(context) -> float:
+        wait_for_idle_kernels(proc.pid, 1)  # the pool's one kernel, heated; no page open
+        page = context.new_page()
         t0 = time.time()
         page.goto(url)
         wait_until_ready(page)
         ready = time.time() - t0
         assert page.query_selector(".loading-note").is_hidden()
+        page.goto("about:blank")  # leaving: the page's kernel ends, the pool refills
+        page.close()
+        return ready
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        cold = []
+        for _ in range(n):
+            context = browser.new_context(viewport=PHONE)
+            cold.append(visit(context))
+            context.close()
+        cached = []
+        if n > 1:
+            context = browser.new_context(viewport=PHONE)
+            visit(context)
+            cached = [visit(context) for _ in range(n)]
         browser.close()
-    print(f"\npreheated page ready {ready:.2f} s after opening (upload button shown, model loaded)")
-    assert ready < PREHEATED_READY_BOUND_S
+
+    def line(times: list[float]) -> str:
+        low, mid, high = min(times), statistics.median(times), max(times)
+        return f"{low:.2f} / {mid:.2f} / {high:.2f} s (min / median / max of {len(times)})"
+
+    print(f"\npreheated page ready (upload button shown, model loaded) after opening: first visits {line(cold)}"
+          + (f"; scripts cached {line(cached)}" if cached else ""))
+    assert max(cold + cached) < PREHEATED_READY_BOUND_S
