@@ -10,15 +10,18 @@ conditions of ``selfiemask.augment.CONDITIONS`` (black and white, coloured
 light, dim, blur, low resolution, JPEG), applied to the crop: selfies look like
 that, and they give the low-confidence bins enough verdicts to mean something.
 
-The chosen threshold is the lowest confidence ``t`` such that every bin from
+The chosen confidence threshold is the lowest ``t`` such that every bin from
 ``t`` up, pooled over the models and the photos judged, is right at least
 ``--target`` of the time (bins with fewer than ``--min-n`` verdicts do not
 count): below ``t`` a verdict is wrong too often to be stated, so the app says
-"Not sure" (``selfiemask.verdicts.MIN_CONFIDENCE``). The same rule on the
-detector's score gives ``MIN_FACE_SCORE``.
+"Not sure" (``selfiemask.verdicts.MIN_CONFIDENCE``). The detector's score gets a
+threshold only where faces scored under it are right clearly less often (by
+``--gap``) than faces scored above it; otherwise none beyond the detector's own
+cut (``MIN_FACE_SCORE`` = RetinaFace's ``min_score``).
 
     python benchmarks/confidence.py ../shared/data/train --crops data/cache/crops/train-retina \\
         --model shipped=export.pkl --model student=models/student/export.pkl [--conditions] [--json out.json]
+    python benchmarks/confidence.py --from-json out.json      # the tables again, from the saved verdicts
 """
 
 from __future__ import annotations
@@ -105,6 +108,25 @@ def choose(table: list[dict], target: float, min_n: int) -> float:
     return t
 
 
+def split_by_score(rows: list[dict], edges: list[float]) -> list[dict]:
+    """For each candidate score ``t``: accuracy of the faces scored under ``t`` and of those at or above it."""
+    out = []
+    for t in edges[1:-1]:
+        below = [r["right"] for r in rows if r["score"] < t]
+        above = [r["right"] for r in rows if r["score"] >= t]
+        out.append({"t": t, "n_below": len(below), "below": sum(below) / len(below) if below else None,
+                    "n_above": len(above), "above": sum(above) / len(above) if above else None})
+    return out
+
+
+def choose_score(split: list[dict], gap: float, min_n: int, floor: float) -> float:
+    """The highest ``t`` under which faces are right at least ``gap`` less often than above it; else ``floor``."""
+    for s in reversed(split):
+        if s["n_below"] >= min_n and s["above"] is not None and s["above"] - s["below"] >= gap:
+            return s["t"]
+    return floor
+
+
 def print_table(title: str, tables: dict[str, list[dict]]) -> None:
     names = list(tables)
     print(f"\n{title}")
@@ -148,7 +170,18 @@ def tables(results: dict, key: str, edges: list[float], where=lambda r: True) ->
     return out
 
 
-def report(results: dict, target: float, min_n: int) -> dict:
+def share_unsure(results: dict, threshold: float) -> None:
+    for name, rows in results.items():
+        for label, subset in (("as is", [r for r in rows if r["condition"] == "as is"]), ("all", rows)):
+            right = sum(r["right"] for r in subset)
+            unsure = [r["right"] for r in subset if r["confidence"] < threshold]
+            sure = [r["right"] for r in subset if r["confidence"] >= threshold]
+            print(f"{name}, {label}: accuracy {right / len(subset):.2%} of {len(subset)}; "
+                  f"under {threshold:.2f} (Not sure): {len(unsure) / len(subset):.1%} of verdicts, "
+                  f"{sum(unsure) / max(1, len(unsure)):.1%} right; the rest {sum(sure) / max(1, len(sure)):.2%} right")
+
+
+def report(results: dict, target: float, min_n: int, gap: float) -> dict:
     as_is = tables(results, "confidence", CONFIDENCE_EDGES, lambda r: r["condition"] == "as is")
     print_table("Accuracy by confidence, validation photos as they are:", as_is)
     everything = as_is
@@ -156,20 +189,24 @@ def report(results: dict, target: float, min_n: int) -> dict:
         everything = tables(results, "confidence", CONFIDENCE_EDGES)
         print_table("Accuracy by confidence, as they are and under the phone conditions:", everything)
     score = tables(results, "score", SCORE_EDGES)
-    print_table("Accuracy by the detector's face score (faces only, all conditions judged):", score)
-    for name, rows in results.items():
-        for label, subset in (("as is", [r for r in rows if r["condition"] == "as is"]), ("all", rows)):
-            right = sum(r["right"] for r in subset)
-            unsure = [r["right"] for r in subset if r["confidence"] < MIN_CONFIDENCE]
-            sure = [r["right"] for r in subset if r["confidence"] >= MIN_CONFIDENCE]
-            print(f"{name}, {label}: accuracy {right / len(subset):.2%} of {len(subset)}; "
-                  f"under {MIN_CONFIDENCE:.2f} (Not sure): {len(unsure) / len(subset):.1%} of verdicts, "
-                  f"{sum(unsure) / max(1, len(unsure)):.1%} right; the rest {sum(sure) / max(1, len(sure)):.2%} right")
-    chosen = {"confidence": choose(everything["all"], target, min_n), "score": choose(score["all"], target, min_n)}
-    print(f"\nchosen (every bin from it up right >= {target:.0%}, bins of >= {min_n} verdicts, all models pooled): "
-          f"confidence {chosen['confidence']:.2f}, face score {chosen['score']:.2f}")
+    print_table("Accuracy by the detector's face score (faces only; each photo's score, all its variants judged):",
+                score)
+    faces = [r for rows in results.values() for r in rows if r["score"] is not None]
+    split = split_by_score(faces, SCORE_EDGES)
+    print("\nFaces scored under / at or above each score, all models pooled:")
+    print("| score | under: n, accuracy | at or above: n, accuracy |\n|---|---|---|")
+    for s in split:
+        under = f"{s['n_below']}, {s['below']:.1%}" if s["n_below"] else "0, -"
+        print(f"| {s['t']:.2f} | {under} | {s['n_above']}, {s['above']:.1%} |")
+    chosen = {"confidence": choose(everything["all"], target, min_n),
+              "score": choose_score(split, gap, min_n, floor=SCORE_EDGES[0])}
+    print(f"\nchosen confidence {chosen['confidence']:.2f} (every bin from it up right >= {target:.0%}; bins of >= "
+          f"{min_n} verdicts; all models pooled); face score {chosen['score']:.2f} (the highest under which faces "
+          f"are right >= {gap:.0%} less often than above; else the detector's own cut)")
+    print(f"\nWith the chosen confidence {chosen['confidence']:.2f}:")
+    share_unsure(results, chosen["confidence"])
     print(f"selfiemask.verdicts today: MIN_CONFIDENCE = {MIN_CONFIDENCE}, MIN_FACE_SCORE = {MIN_FACE_SCORE}")
-    return {"as_is": as_is, "all": everything, "score": score, "chosen": chosen}
+    return {"as_is": as_is, "all": everything, "score": score, "score_split": split, "chosen": chosen}
 
 
 def _spec(text: str) -> tuple[str, Path]:
@@ -181,17 +218,24 @@ def _spec(text: str) -> tuple[str, Path]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("photos", type=Path, help="labelled photos (<label>/<file>), e.g. ../shared/data/train")
-    ap.add_argument("--crops", type=Path, required=True, help="their crop folder (with crops.csv)")
-    ap.add_argument("--model", type=_spec, action="append", required=True, help="NAME=PATH of an export.pkl")
+    ap.add_argument("photos", type=Path, nargs="?", help="labelled photos (<label>/<file>), e.g. ../shared/data/train")
+    ap.add_argument("--crops", type=Path, help="their crop folder (with crops.csv)")
+    ap.add_argument("--model", type=_spec, action="append", help="NAME=PATH of an export.pkl")
     ap.add_argument("--conditions", action="store_true", help="also judge every crop under the phone conditions")
     ap.add_argument("--target", type=float, default=0.9, help="accuracy every bin above the threshold reaches")
     ap.add_argument("--min-n", type=int, default=20, help="bins with fewer verdicts do not move the threshold")
+    ap.add_argument("--gap", type=float, default=0.05, help="how much less often faces under a score must be right")
     ap.add_argument("--limit", type=int, default=0, help="only the first N validation photos (a quick look)")
     ap.add_argument("--json", type=Path, help="write every verdict and table here")
+    ap.add_argument("--from-json", type=Path, help="no models run: the tables of the verdicts saved by --json")
     args = ap.parse_args(argv)
-    results = run(args.photos, args.crops, args.model, args.conditions, args.limit)
-    figures = report(results, args.target, args.min_n)
+    if args.from_json:
+        results = json.loads(args.from_json.read_text())["verdicts"]
+    elif args.photos and args.crops and args.model:
+        results = run(args.photos, args.crops, args.model, args.conditions, args.limit)
+    else:
+        ap.error("give PHOTOS, --crops and --model (or --from-json)")
+    figures = report(results, args.target, args.min_n, args.gap)
     if args.json:
         args.json.write_text(json.dumps({"verdicts": results, **figures}, indent=1))
     return 0

@@ -42,8 +42,8 @@ def test_upload_gives_a_verdict_per_face(app, astronaut):
     upload(app, "astronaut.jpg", jpeg_bytes(astronaut))
     verdicts = find(app.results, "verdict")
     assert len(verdicts) == 1
-    cls = [c for c in classes_of(verdicts[0]) if c.startswith("verdict-")]
-    assert cls in (["verdict-with_mask"], ["verdict-without_mask"])
+    cls = [c for c in classes_of(verdicts[0]) if c.startswith("verdict-") and c != "verdict-uncertain"]
+    assert cls in (["verdict-with_mask"], ["verdict-without_mask"])  # the model's class, sure or not
     assert "%" in verdicts[0].value and not find(app.results, "no-face")
     assert len(find(app.results, "result-image")) == 1
 

@@ -56,25 +56,33 @@ def kernels(pid: int) -> int:
     return len(kernel_processes(pid))
 
 
-def wait_for_idle_kernels(pid: int, count: int, timeout: float = 300) -> None:
-    """Until ``count`` kernels run below ``pid`` and spent under 0.1 s of CPU in the last 2 s (heated)."""
+def wait_for_idle_kernels(pid: int, count: int, timeout: float = 300, hold: float = 8) -> None:
+    """Until ``count`` kernels run below ``pid``, the same ones, using under 5% of a core, for ``hold`` seconds.
+
+    Heated, that is; ``hold`` is longer than Voilà's ``fill_delay`` (voila.json), so a refill that is
+    scheduled but not started yet cannot pass for a quiet pool.
+    """
     import psutil
 
-    def cpu() -> float:
-        total = 0.0
-        for p in kernel_processes(pid):
+    def state() -> tuple[set[int], float]:
+        procs, total = kernel_processes(pid), 0.0
+        for p in procs:
             try:
                 t = p.cpu_times()
                 total += t.user + t.system
             except psutil.Error:
                 pass
-        return total
+        return {p.pid for p in procs}, total
 
     end = time.time() + timeout
+    since, (pids, cpu) = time.time(), state()
     while time.time() < end:
-        before = cpu()
-        time.sleep(2)
-        if kernels(pid) == count and cpu() - before < 0.1:
+        time.sleep(1)
+        now_pids, now_cpu = state()
+        if now_pids != pids or len(now_pids) != count or now_cpu - cpu > 0.05:
+            since = time.time()
+        pids, cpu = now_pids, now_cpu
+        if time.time() - since >= hold:
             return
     pytest.fail(f"the kernels did not settle: {kernels(pid)} running, {count} expected")
 
@@ -210,19 +218,48 @@ def test_phone_sized_page_shows_every_verdict_without_sideways_scrolling(served_
 
 
 def test_preheated_page_is_ready_at_once(served_app):
-    """Voilà's preheated kernel has run the notebook and loaded the model before the visitor came."""
+    """Voilà's preheated kernel has run the notebook and loaded the model before the visitor came.
+
+    ``SELFIEMASK_READY_VISITS=N`` measures N first visits (a fresh browser context each: nothing cached)
+    and N visits of one context whose scripts are cached (after one visit not counted): the README's figures.
+    """
+    import statistics
+
     from playwright.sync_api import sync_playwright
 
     url, _, proc = served_app
-    wait_for_idle_kernels(proc.pid, 1)  # the pool's one kernel, heated; no page open
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport=PHONE)
+    n = int(os.environ.get("SELFIEMASK_READY_VISITS", "1"))
+
+    def visit(context) -> float:
+        wait_for_idle_kernels(proc.pid, 1)  # the pool's one kernel, heated; no page open
+        page = context.new_page()
         t0 = time.time()
         page.goto(url)
         wait_until_ready(page)
         ready = time.time() - t0
         assert page.query_selector(".loading-note").is_hidden()
+        page.goto("about:blank")  # leaving: the page's kernel ends, the pool refills
+        page.close()
+        return ready
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        cold = []
+        for _ in range(n):
+            context = browser.new_context(viewport=PHONE)
+            cold.append(visit(context))
+            context.close()
+        cached = []
+        if n > 1:
+            context = browser.new_context(viewport=PHONE)
+            visit(context)
+            cached = [visit(context) for _ in range(n)]
         browser.close()
-    print(f"\npreheated page ready {ready:.2f} s after opening (upload button shown, model loaded)")
-    assert ready < PREHEATED_READY_BOUND_S
+
+    def line(times: list[float]) -> str:
+        low, mid, high = min(times), statistics.median(times), max(times)
+        return f"{low:.2f} / {mid:.2f} / {high:.2f} s (min / median / max of {len(times)})"
+
+    print(f"\npreheated page ready (upload button shown, model loaded) after opening: first visits {line(cold)}"
+          + (f"; scripts cached {line(cached)}" if cached else ""))
+    assert max(cold + cached) < PREHEATED_READY_BOUND_S
