@@ -227,7 +227,10 @@ def draw(frame: np.ndarray, faces: list[FaceState], fps: float | None, whole_fra
     import cv2
 
     h, w = frame.shape[:2]
-    thick = max(2, round(max(w, h) / 160))
+    # At least 3 px, drawn inside the face's box: video codecs keep colour at half resolution (4:2:0), which
+    # washes a thinner line's colour out into the face behind it.
+    thick = max(3, round(max(w, h) / 160))
+    inset = thick // 2
     scale = max(0.4, max(w, h) / 900)
     for f in faces:
         colour = box_colour(f.label)  # the model's guess, even when the words say "Not sure"
@@ -240,7 +243,7 @@ def draw(frame: np.ndarray, faces: list[FaceState], fps: float | None, whole_fra
             cv2.putText(frame, text, (4, h - base - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
                         cv2.LINE_AA)
             continue
-        cv2.rectangle(frame, (l, t), (r - 1, b - 1), colour, thick)
+        cv2.rectangle(frame, (l + inset, t + inset), (r - 1 - inset, b - 1 - inset), colour, thick)
         ty = t - th - base - 4 if t - th - base - 4 >= 0 else b  # above the box, or below it at the top edge
         cv2.rectangle(frame, (l, ty), (l + tw + 6, ty + th + base + 4), colour, -1)
         cv2.putText(frame, text, (l + 3, ty + th + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
