@@ -58,7 +58,7 @@ browser:
 	  else echo "chromium not installed: browser tests will be skipped (apt-get install chromium)"; fi; }
 
 test: setup browser
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=20
 
 lint: setup
 	$(BIN)/ruff check selfiemask scrape tests benchmarks
