@@ -1,6 +1,6 @@
 """The ``selfiemask`` command (also ``python -m selfiemask``): one module per subcommand.
 
-Each of :mod:`.train`, :mod:`.predict`, :mod:`.clean` and :mod:`.watch` has
+Each of :mod:`.train`, :mod:`.predict`, :mod:`.watch`, :mod:`.clean` and :mod:`.restore` has
 ``add_parser(subparsers)`` and ``run(args) -> exit status``, and holds no logic
 of its own: it parses, calls the package and prints. They are imported when
 the command runs, so ``import selfiemask.commands`` stays cheap.
