@@ -94,8 +94,14 @@ class TrainConfig:
 
 # -- talking to people: the command line or a notebook ------------------------------------------------------------
 def in_notebook() -> bool:
-    """Whether we run in a Jupyter kernel: messages then name the notebook's parameters, not the command's options."""
-    return "ipykernel" in sys.modules
+    """Whether we run in a Jupyter kernel: messages then name the notebook's parameters, not the command's options.
+
+    Asked of IPython's running shell, not of ``sys.modules``: a process that merely imported ipykernel (ipywidgets
+    does) is not a notebook.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    return type(shell).__name__ == "ZMQInteractiveShell"
 
 
 #: The same advice in the two places training runs from: (command line, notebook 03's parameters).

@@ -134,7 +134,6 @@ def test_lr_find_is_cheap_on_few_photos():
 
 def test_missing_weights_are_explained_in_the_callers_terms(tmp_path, monkeypatch, capsys):
     """Offline without weights: None trains from scratch and says so; True stops, in the notebook's words there."""
-    import types
 
     import torch
 
@@ -151,7 +150,12 @@ def test_missing_weights_are_explained_in_the_callers_terms(tmp_path, monkeypatc
     assert "FROM SCRATCH" in capsys.readouterr().err
     with pytest.raises(WeightsMissing, match="--no-pretrained"):
         _weights(True, "resnet34")
-    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))  # as in a notebook's kernel
+    import ipykernel  # noqa: F401  (imported, as ipywidgets does, is not a notebook)
+
+    from selfiemask import training
+
+    assert not training.in_notebook()
+    monkeypatch.setattr(training, "in_notebook", lambda: True)  # as in a notebook's kernel
     _weights(None, "resnet34")
     said = capsys.readouterr().out
     assert "`pretrained = False`" in said and "--no-pretrained" not in said
