@@ -14,7 +14,8 @@ Prints, as plain tables:
 2. classification throughput (images/s) at batch sizes 1, 8, 32 and 64;
 3. video frames/s through ``selfiemask watch`` on generated clips;
 4. training seconds per epoch at the shipped settings (ResNet34, 128 px,
-   batch 64), measured on a few batches of generated images and extrapolated.
+   batch 64; ``--train-arch mobilenet_v2`` for the other choice), measured on a
+   few batches of generated images and extrapolated.
 
     python benchmarks/speed.py [--model export.pkl] [--threads N] [--reps 20]
     python benchmarks/speed.py --untrained 128    # no model yet: an untrained ResNet34, for timing only
@@ -205,8 +206,7 @@ def _med(values: list[float]) -> str:
 
 
 def video(clf, folder: Path) -> None:
-    from test_watch import write_clip
-
+    from selfiemask.synthetic import write_clip
     from selfiemask.video import watch
 
     rows = []
@@ -226,19 +226,20 @@ def video(clf, folder: Path) -> None:
           rows)
 
 
-def training(folder: Path, batches: int, train_images: int, valid_images: int, size: int = 128, bs: int = 64) -> None:
+def training(folder: Path, batches: int, train_images: int, valid_images: int, size: int = 128, bs: int = 64,
+             arch: str = "resnet34") -> None:
     import torch
     from fastai.callback.core import Callback, CancelFitException
     from fastai.vision.all import accuracy, vision_learner
-    from torchvision.models import resnet34
 
+    from selfiemask.arches import arch_function
     from selfiemask.data import make_dls
     from selfiemask.synthetic import make_dataset
 
     per_class = math.ceil(bs * (batches + 2) / 2 / 0.85)
     data = make_dataset(folder / "train", per_class=per_class, size=size)
     dls = make_dls(data, size, bs)
-    learn = vision_learner(dls, resnet34, pretrained=False, metrics=accuracy)
+    learn = vision_learner(dls, arch_function(arch), pretrained=False, metrics=accuracy)
 
     class BatchTimer(Callback):
         """Wall time between consecutive training batches: data loading, augmentation, forward, backward, step."""
@@ -263,7 +264,7 @@ def training(folder: Path, batches: int, train_images: int, valid_images: int, s
     t_valid = timed(lambda: _fwd(learn.model, xb), 2, warmup=1)[0] / 1000
     n_train, n_valid = math.ceil(train_images / bs), math.ceil(valid_images / bs)
     epoch = n_train * t_train + n_valid * t_valid
-    table(f"Training, ResNet34 from scratch, {size} px, batch {bs} (all layers trained; a frozen-body "
+    table(f"Training, {arch}, {size} px, batch {bs} (all layers trained; a frozen-body "
           "fine_tune epoch is cheaper)",
           ["measure", "value"],
           [[f"training batch (median of {len(timer.times)} after 1 warm-up)", f"{t_train:.2f} s"],
@@ -284,6 +285,8 @@ def main() -> None:
     ap.add_argument("--train-batches", type=int, default=3, help="training batches timed (default 3)")
     ap.add_argument("--train-images", type=int, default=5100, help="training images per epoch to extrapolate to")
     ap.add_argument("--valid-images", type=int, default=900, help="validation images per epoch")
+    ap.add_argument("--train-arch", default="resnet34", choices=["resnet34", "mobilenet_v2"],
+                    help="architecture timed in the training table (default resnet34)")
     ap.add_argument("--skip", nargs="*", default=[], choices=["latency", "throughput", "video", "training"])
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow to compile on CPU)")
     args = ap.parse_args()
@@ -328,7 +331,7 @@ def main() -> None:
         if "video" not in args.skip:
             video(clf, tmp)
         if "training" not in args.skip:
-            training(tmp, args.train_batches, args.train_images, args.valid_images)
+            training(tmp, args.train_batches, args.train_images, args.valid_images, arch=args.train_arch)
 
 
 if __name__ == "__main__":

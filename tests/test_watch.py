@@ -17,6 +17,7 @@ cv2 = pytest.importorskip("cv2")
 
 from selfiemask.commands.watch import add_parser, run  # noqa: E402
 from selfiemask.predict import Classifier  # noqa: E402
+from selfiemask.synthetic import CLIP_SIZE, write_clip  # noqa: E402
 from selfiemask.video import (  # noqa: E402
     FaceTracker,
     WatchError,
@@ -29,51 +30,9 @@ from selfiemask.video import (  # noqa: E402
     watch,
 )
 
-SIZE = (320, 240)
-HEAD = (133, 161)  # the astronaut's head and shoulders, scaled
-HEAD_Y = 40
+SIZE = CLIP_SIZE
 #: Where MTCNN puts the face inside the pasted head (measured on the undistorted head).
 FACE_IN_HEAD = (35, 37, 96, 114)
-
-
-def background(size=SIZE) -> np.ndarray:
-    """A smooth blue-grey gradient (RGB): no face, and far from the verdict colours."""
-    w, h = size
-    bg = np.empty((h, w, 3), np.uint8)
-    bg[..., 0] = np.linspace(60, 120, w)[None, :]
-    bg[..., 1] = 90
-    bg[..., 2] = np.linspace(140, 100, h)[:, None]
-    return bg
-
-
-def write_clip(path: Path, before: int = 4, moving: int = 18, after: int = 4, fps: float = 10.0,
-               size: tuple[int, int] = SIZE) -> list:
-    """An mp4 of ``before`` empty frames, the head moving left to right, then ``after`` empty frames.
-
-    Returns, per frame, the head's top-left corner or None. Another ``size``
-    scales the head with the frame (``benchmarks/speed.py`` uses 640x480).
-    """
-    from PIL import Image
-    from skimage import data
-
-    k = size[0] / SIZE[0]
-    head_size = (round(HEAD[0] * k), round(HEAD[1] * k))
-    head = Image.fromarray(data.astronaut()).crop((130, 10, 320, 240)).resize(head_size)
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    assert writer.isOpened()
-    where: list = []
-    span = size[0] - head_size[0]
-    bg = background(size)
-    for i in range(before + moving + after):
-        frame = Image.fromarray(bg)
-        pos = None
-        if before <= i < before + moving:
-            pos = (round(span * (i - before) / (moving - 1)), round(HEAD_Y * k))
-            frame.paste(head, pos)
-        where.append(pos)
-        writer.write(cv2.cvtColor(np.asarray(frame), cv2.COLOR_RGB2BGR))
-    writer.release()
-    return where
 
 
 def expected_face(pos) -> tuple[int, int, int, int]:
