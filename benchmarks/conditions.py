@@ -71,7 +71,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     crops: dict[str, list] = {c: [] for c in ORDER}
     found: dict[str, list[int]] = {c: [] for c in ORDER}
     owners: dict[str, list[int]] = {c: [] for c in ORDER}
-    t0 = time.time()
+    t0 = time.monotonic()
     for n, path in enumerate(items):
         img = load_image(path)
         faces = det.detect(img)
@@ -82,7 +82,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
             found[cond].append(int(bool(fs)))
             owners[cond].append(n)
         if progress and n % 100 == 0:
-            print(f"  detected {n}/{len(items)} photos, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(f"  detected {n}/{len(items)} photos, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     report: dict = {"photos": len(items), "source": str(photos), "detector": settings.name,
                     "models": {name: {"path": str(p), "tta": bool(tta)} for name, p, tta in models},
                     "conditions": {}}
@@ -90,7 +90,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
         report["conditions"][cond] = {"faces_found": sum(found[cond]) / max(1, len(found[cond])),
                                       "photos": len(crops[cond]), "models": {}}
     for name, clf in classifiers.items():
-        t = time.time()
+        t = time.monotonic()
         for cond in ORDER:
             if not crops[cond]:  # 'framed tight' when no face was found in any photo
                 continue
@@ -99,7 +99,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
             y_pred = [vocab.index(v.label) for v in verdicts]
             report["conditions"][cond]["models"][name] = class_metrics(y_true, y_pred, vocab)
         if progress:
-            print(f"  classified with {name} in {time.time() - t:.0f} s", file=sys.stderr, flush=True)
+            print(f"  classified with {name} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
     return report
 
 

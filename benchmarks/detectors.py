@@ -121,14 +121,14 @@ def main() -> None:
           f"false faces on {len(empty)} generated photos without a face; IoU with MTCNN's largest box")
     reference: list = []
     for name, detect in candidates.items():
-        t = time.time()
+        t = time.monotonic()
         found: dict[str, list[int]] = {}
         boxes = []
         for label, img in imgs:
             faces = detect(img)
             found.setdefault(label, []).append(int(len(faces) > 0))
             boxes.append(tuple(faces[0].box) if faces and hasattr(faces[0], "box") else None)
-        ms = 1000 * (time.time() - t) / len(imgs)
+        ms = 1000 * (time.monotonic() - t) / len(imgs)
         if not reference:
             reference = boxes
         ious = [iou(b, r) for b, r in zip(boxes, reference) if b and r]

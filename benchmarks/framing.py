@@ -59,7 +59,7 @@ def main() -> None:
         pipelines["whole-image model, on whole photos"] = Classifier(a.whole_model, detect_faces=False)
     detector = FaceDetector()
     truth, verdicts = [], {name: {"as_is": [], "tight": [], "wide": []} for name in pipelines}
-    t0 = time.time()
+    t0 = time.monotonic()
     for n, path in enumerate(items):
         img = load_image(path)
         faces = detector.detect(img)
@@ -71,7 +71,7 @@ def main() -> None:
             for k in ("as_is", "tight", "wide"):
                 verdicts[name][k].append(got.get(k, -1))
         if n % 50 == 0:
-            print(f"  {n}/{len(items)} photos, {time.time() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(f"  {n}/{len(items)} photos, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     report = {"photos": len(items), "source": str(a.photos), "model": str(a.model), "pipelines": {}}
     print(f"\n{len(items)} validation photos from {a.photos}\n")
     print(f"{'pipeline':38s} {'acc as is':>9s} {'recall ' + vocab[0]:>18s} {'recall ' + vocab[1]:>20s} "
@@ -89,7 +89,7 @@ def main() -> None:
         r = [base["per_class"][c]["recall"] for c in vocab[:2]]
         print(f"{name:38s} {base['accuracy']:9.2%} {r[0]:18.2%} {r[1]:20.2%} {acc['tight']:9.2%} "
               f"{acc['wide']:9.2%} {flip:9.2%}")
-    print(f"\n(tight: {len(has_face)} photos with a face found; {time.time() - t0:.0f} s)")
+    print(f"\n(tight: {len(has_face)} photos with a face found; {time.monotonic() - t0:.0f} s)")
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))
 

@@ -223,7 +223,7 @@ class Training:
 
     def __init__(self, cfg: TrainConfig) -> None:
         self.cfg = cfg
-        self.started = time.time()
+        self.started = time.monotonic()
         dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
         self.data_dir, self.out = Path(cfg.data_dir), Path(cfg.out)
         self.work = self.out.parent / f".{self.out.stem}.work"  # checkpoints, figures, the new model until judged
@@ -407,10 +407,10 @@ class Training:
             _log(f"learning rate {self.lr:.2g} ({why}): lr_find skipped")
             return self.lr
         steps = self._lr_steps()
-        t0 = time.time()
+        t0 = time.monotonic()
         self.lr, self.lr_info = dist.on_main(_find_lr, self.learn, self.pretrained, self._figure("lr_find"), steps,
                                              in_notebook())  # one rate for every process
-        self.timing["lr_find_seconds"] = round(time.time() - t0)
+        self.timing["lr_find_seconds"] = round(time.monotonic() - t0)
         return self.lr
 
     # -- 5. fit -------------------------------------------------------------------------------------------------
@@ -421,7 +421,7 @@ class Training:
             raise RuntimeError("run learner() and find_lr() first")
         self.ckpt.settings["lr_used"] = lr
         cbs = [self.ckpt, *cfg.callbacks, *self.extra_cbs]
-        t0 = time.time()
+        t0 = time.monotonic()
         with dist.distrib_ctx(learn):  # DDP through fastai + Accelerate; nothing in a single process
             if self.pretrained:
                 if not self.start_epoch:
@@ -434,7 +434,7 @@ class Training:
             else:
                 learn.fit_one_cycle(cfg.epochs, lr, start_epoch=self.start_epoch, cbs=cbs)
                 self.schedule = {"epochs": cfg.epochs, "lr_max": lr}
-        self.timing["fit_seconds"] = round(time.time() - t0)
+        self.timing["fit_seconds"] = round(time.monotonic() - t0)
         self.world_size = dist.world_size()  # read now: the main process validates and exports alone
 
     # -- 6. interpretation --------------------------------------------------------------------------------------
@@ -489,7 +489,7 @@ class Training:
                     "batch_size": self.bs, "seed": cfg.seed, "valid_pct": cfg.valid_pct,
                     "split": "sha256 of label/name, seeded (data.is_valid_item)",
                     "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
-                    "seconds": round(time.time() - self.started), **self.timing, "device": str(dls.device),
+                    "seconds": round(time.monotonic() - self.started), **self.timing, "device": str(dls.device),
                     "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
         if self.distillation:
             training["distillation"] = self.distillation

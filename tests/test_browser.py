@@ -74,15 +74,15 @@ def wait_for_idle_kernels(pid: int, count: int, timeout: float = 300, hold: floa
                 pass
         return {p.pid for p in procs}, total
 
-    end = time.time() + timeout
-    since, (pids, cpu) = time.time(), state()
-    while time.time() < end:
+    end = time.monotonic() + timeout
+    since, (pids, cpu) = time.monotonic(), state()
+    while time.monotonic() < end:
         time.sleep(1)
         now_pids, now_cpu = state()
         if now_pids != pids or len(now_pids) != count or now_cpu - cpu > 0.05:
-            since = time.time()
+            since = time.monotonic()
         pids, cpu = now_pids, now_cpu
-        if time.time() - since >= hold:
+        if time.monotonic() - since >= hold:
             return
     pytest.fail(f"the kernels did not settle: {kernels(pid)} running, {count} expected")
 
@@ -96,8 +96,8 @@ def wait_until_ready(page, timeout_ms: int = 180_000) -> None:
 
 def server_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
     """Until the server answers: on its static folder, so that no page (and no kernel) is used up."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         try:
             urllib.request.urlopen(url + "voila/static/", timeout=5)
             return
@@ -145,17 +145,17 @@ def test_upload_in_a_real_browser(served_app, astronaut, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         page = browser.new_page()
-        t0 = time.time()
+        t0 = time.monotonic()
         page.goto(url)
         wait_until_ready(page)
-        ready = time.time() - t0
+        ready = time.monotonic() - t0
         assert page.title() == TITLE
         with page.expect_file_chooser() as fc:
             page.click("button.widget-upload")
-        t1 = time.time()
+        t1 = time.monotonic()
         fc.value.set_files(str(photo))
         verdict = page.wait_for_selector(".verdict", timeout=120_000)
-        to_verdict = time.time() - t1
+        to_verdict = time.monotonic() - t1
         classes = verdict.get_attribute("class").split()
         assert "verdict-with_mask" in classes or "verdict-without_mask" in classes
         assert "%" in verdict.inner_text()
@@ -233,10 +233,10 @@ def test_preheated_page_is_ready_at_once(served_app):
     def visit(context) -> float:
         wait_for_idle_kernels(proc.pid, 1)  # the pool's one kernel, heated; no page open
         page = context.new_page()
-        t0 = time.time()
+        t0 = time.monotonic()
         page.goto(url)
         wait_until_ready(page)
-        ready = time.time() - t0
+        ready = time.monotonic() - t0
         assert page.query_selector(".loading-note").is_hidden()
         page.goto("about:blank")  # leaving: the page's kernel ends, the pool refills
         page.close()

@@ -49,8 +49,8 @@ def server(tmp_path, request):
 
 
 def wait_for(pred, timeout: float) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
         if pred():
             return True
         time.sleep(0.5)
