@@ -94,6 +94,15 @@ def wait_until_ready(page, timeout_ms: int = 180_000) -> None:
     page.wait_for_selector(".loading-note", state="hidden", timeout=timeout_ms)
 
 
+def leave(page) -> None:
+    """Leave the page as a visitor does: its shutdown beacon ends its kernel at once.
+
+    Closing the browser sends no beacon, and the kernel would live until culled (2 minutes), holding up the
+    next test that waits for the pool alone.
+    """
+    page.goto("about:blank")
+
+
 def server_ready(url: str, proc: subprocess.Popen, log_path: Path, timeout: float = 180) -> None:
     """Until the server answers: on its static folder, so that no page (and no kernel) is used up."""
     deadline = time.monotonic() + timeout
@@ -170,6 +179,7 @@ def test_upload_in_a_real_browser(served_app, astronaut, tmp_path):
         fc.value.set_files(str(bad))
         msg = page.wait_for_selector(".upload-error", timeout=60_000)
         assert "cannot be used" in msg.inner_text() and "Traceback" not in page.content()
+        leave(page)
         browser.close()
     print(f"\npage ready {ready:.1f} s after opening; verdict {to_verdict:.1f} s after upload; "
           f"screenshot {tmp / 'app.png'}")
@@ -214,6 +224,7 @@ def test_phone_sized_page_shows_every_verdict_without_sideways_scrolling(served_
         if len(verdicts) > 1:
             assert page.inner_text(".face-count").startswith(f"{len(verdicts)} faces: ")
         page.screenshot(path=str(tmp / "phone.png"), full_page=True)
+        leave(page)
         browser.close()
 
 
@@ -238,7 +249,7 @@ def test_preheated_page_is_ready_at_once(served_app):
         wait_until_ready(page)
         ready = time.monotonic() - t0
         assert page.query_selector(".loading-note").is_hidden()
-        page.goto("about:blank")  # leaving: the page's kernel ends, the pool refills
+        leave(page)
         page.close()
         return ready
 
