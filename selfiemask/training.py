@@ -187,6 +187,10 @@ def batch_size(photos: TrainingPhotos, bs: int = default("bs")) -> int:
     last, partial batch: 85 photos in batches of 64 would train on one batch an epoch)."""
     items = list_labelled_images(photos.folder, photos.classes)
     n_train = sum(not is_valid_item(p, photos.valid_pct, photos.seed) for p in items)
+    if not n_train or n_train == len(items):
+        raise NoTrainingData(f"{photos.folder}: the split (valid_pct={photos.valid_pct}, seed={photos.seed}) leaves "
+                             f"{n_train} training and {len(items) - n_train} validation photos of {len(items)}: "
+                             "add photos, or change valid_pct or seed")
     chosen = max(1, min(bs, max(8, n_train // MIN_BATCHES), n_train))
     if chosen < bs:
         _log(f"batch size {chosen} instead of {bs}: {n_train} training photos would make fewer than "
