@@ -214,9 +214,13 @@ class ModelCard(Callback):
         self.photos = photos
         self.started = time.monotonic()
         self.record: dict = {"fits": [], "lr_find": []}
+        self.lr_curve: tuple[list[float], list[float]] | None = None
 
     def before_fit(self) -> None:
-        self._finder = any(type(cb).__name__ == "LRFinder" for cb in self.learn.cbs)
+        if hasattr(self.learn, "gather_preds"):  # get_preds runs the fit events too: not a fit (as fastai's
+            self.run = False                     # SaveModelCallback tells them apart); fastai resets it after
+            return
+        self._finder = hasattr(self.learn, "lr_finder")
         frozen = getattr(self.opt, "frozen_idx", 0) > 0 if self.opt is not None else False
         self._fit = {"epochs": self.n_epoch, "frozen": frozen, "lr_max": None, "steps": 0}
         self._t0 = time.monotonic()
@@ -230,11 +234,14 @@ class ModelCard(Callback):
         self._fit["steps"] += 1
 
     def after_fit(self) -> None:
+        self.record["world_size"] = dist.world_size()  # read now: the main process validates and exports alone
         self._fit["seconds"] = round(time.monotonic() - self._t0, 1)
         if self._fit["lr_max"]:
             self._fit["lr_max"] = [float(f"{v:.3g}") for v in self._fit["lr_max"]]
         if self._finder:
             self.record["lr_find"].append({"steps": self._fit["steps"], "seconds": self._fit["seconds"]})
+            rec = self.learn.recorder  # the next fit overwrites it: the curve is kept for the saved figure
+            self.lr_curve = ([float(v) for v in rec.lrs], [float(v) for v in rec.losses])
         elif self._fit["steps"] or not self.record["fits"]:
             self.record["fits"].append(self._fit)
 
@@ -271,8 +278,8 @@ class SaveEachEpoch(Callback):
         return meta if meta.get("settings") == self.settings else {}
 
     def before_fit(self) -> None:
-        if any(type(cb).__name__ == "LRFinder" for cb in self.learn.cbs):
-            self._skip = -1  # lr_find: not a fit to count or save
+        if hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds"):
+            self.run = False  # lr_find or get_preds: not a fit to count or save (fastai resets it after)
             return
         self.fit_no += 1
         self._skip = 0
@@ -291,7 +298,7 @@ class SaveEachEpoch(Callback):
             raise CancelEpochException()
 
     def after_epoch(self) -> None:
-        if self._skip < 0 or (self._skip > 0 and self.epoch < self._skip):
+        if self._skip > 0 and self.epoch < self._skip:
             return
         self.learn.save(self.work / "checkpoint", with_opt=True)  # fastai saves on rank 0 only
         if dist.is_main():
@@ -494,15 +501,25 @@ def _metrics(learn) -> dict:
     return class_metrics(targs.tolist(), preds.argmax(1).tolist(), list(learn.dls.vocab))
 
 
-def _figures(learn, interp, figure: callable, show: bool) -> None:
-    """The confusion matrix and the top losses, saved beside the model (the notebook shows fastai's own)."""
+def _figures(learn, interp, figure: callable, lr_curve=None) -> None:
+    """lr_find's curve, the confusion matrix and the top losses, saved beside the model (the notebook shows
+    fastai's own as it goes; the command line has only these)."""
     import matplotlib.pyplot as plt
     from fastai.vision.all import ClassificationInterpretation
 
+    if lr_curve:
+        fig, ax = plt.subplots()
+        ax.plot(*lr_curve)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="lr_find")
+        used = [f["lr_max"][-1] for f in getattr(learn.model_card, "record", {}).get("fits", []) if f["lr_max"]]
+        for lr in used[:1]:  # the first fit: lr itself (fine_tune halves it for the unfrozen part)
+            ax.axvline(lr, color="tab:orange", label=f"trained at {lr:.2g}")
+            ax.legend()
+        save_figure(fig, figure("lr_find"))
     interp = interp or ClassificationInterpretation.from_learner(learn)
     interp.plot_confusion_matrix(title=f"validation, {len(interp.losses)} photos")
-    save_figure(plt.gcf(), figure("confusion"), show=show)
-    save_figure(plot_top_losses(interp, 9), figure("top_losses"), show=show)
+    save_figure(plt.gcf(), figure("confusion"))
+    save_figure(plot_top_losses(interp, 9), figure("top_losses"))
 
 
 def keep_if_better(learn, out: str | Path, force: bool = default("force"), interp=None) -> dict:
@@ -530,7 +547,7 @@ def keep_if_better(learn, out: str | Path, force: bool = default("force"), inter
     lines += [f"  {c:14s} precision {v['precision']:.3f}  recall {v['recall']:.3f}  n={v['support']}"
               for c, v in metrics["per_class"].items()]
     _log("\n".join(lines))
-    _figures(learn, interp, lambda name: work / f"{out.stem}.{name}.png", show=False)
+    _figures(learn, interp, lambda name: work / f"{out.stem}.{name}.png", recorder.lr_curve if recorder else None)
 
     # The export carries no training callbacks: a teacher or a checkpoint writer has no place in export.pkl.
     training_cbs = [cb for cb in learn.cbs if isinstance(cb, ModelCard | SaveEachEpoch) or hasattr(cb, "teacher")]
@@ -567,7 +584,7 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
     start = record.get("start", {"kind": "unrecorded", "pretrained": None,
                                  "weights": "not recorded (no start_from call)"})
     training = {"fits": fits, "epochs": sum(f["epochs"] for f in fits), "lr_find": record.get("lr_find", []),
-                "world_size": dist.world_size(), "batch_size": dls.train.bs,
+                "world_size": record.get("world_size", 1), "batch_size": dls.train.bs,
                 "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
                 "seconds": record.get("seconds"),
                 "estimate": record.get("estimate"), "device": str(dls.device),
