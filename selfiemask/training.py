@@ -38,11 +38,12 @@ from pathlib import Path
 from fastai.callback.core import Callback
 
 from . import distributed as dist
-from .card import ModelError, install_model, keep_version, read_card, version_name, write_card
+from .card import ModelError, read_card, write_card
 from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder
 from .data import DEFAULT_SEED, DEFAULT_VALID_PCT, is_valid_item, make_dls
 from .evaluate import class_metrics, compare_models, comparison_summary, judge, plot_top_losses, save_figure
 from .files import fingerprint, sha256_file
+from .history import install_model, keep_version, version_name
 from .images import list_labelled_images
 from .paths import default_crop_cache, history_dir
 from .pretrained import PretrainedUnavailable, resolve_pretrained

@@ -131,7 +131,8 @@ def test_training_notebook_ends_with_the_better_model_and_says_so(tiny_model, ti
     model kept or replaced, and a message that says which."""
     import shutil
 
-    from selfiemask.card import model_files, verify_model
+    from selfiemask.card import verify_model
+    from selfiemask.history import model_files
 
     out = tmp_path / "export.pkl"
     for f in model_files(tiny_model):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from . import DISTRIBUTED_HELP
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train on DATA_DIR/<label>/ images and export the learner")
