@@ -6,7 +6,7 @@ PORT     ?= 8866
 LAB_PORT ?= 8888
 STAMP    := $(VENV)/.installed-stamp
 
-.PHONY: setup app lab test test-fast lint browser notebook-filter clean-venv
+.PHONY: setup app lab test lint browser notebook-filter clean-venv
 
 setup: $(STAMP)
 	@$(MAKE) --no-print-directory notebook-filter

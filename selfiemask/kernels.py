@@ -22,6 +22,8 @@ from jupyter_server.services.kernels.kernelmanager import AsyncMappingKernelMana
 from tornado import web
 from traitlets import Integer
 
+__all__ = ["BoundedKernelManager"]
+
 
 class BoundedKernelManager(AsyncMappingKernelManager):
     """``AsyncMappingKernelManager`` that refuses to start more than ``max_kernels`` kernels."""

@@ -26,7 +26,7 @@ def history_dir(model_path: str | Path) -> Path:
     """Where the kept versions of a model live: ``models/history/`` beside it, one folder per version.
 
     Beside the shipped ``export.pkl`` that is the checkout's ``models/history/``, which git ignores:
-    a re-export or a restore puts the model it replaces there first (``card.keep_version``).
+    a re-export or a restore puts the model it replaces there first (``history.keep_version``).
     """
     return Path(model_path).parent / "models" / "history"
 

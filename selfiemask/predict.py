@@ -229,7 +229,7 @@ FACE_FIELDS = ["path", "face", "box", "label", "confidence", "error", "uncertain
 
 
 def result_rows(res, per_face: bool) -> list[dict]:
-    """CSV rows for one photo (documented in the README)."""
+    """CSV rows for one photo (documented in docs/cli.md)."""
     if res.error:
         if per_face:
             return [{"path": res.path, "face": "", "box": "", "label": "error", "confidence": "", "error": res.error,

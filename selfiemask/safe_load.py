@@ -47,6 +47,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+__all__ = ["ALLOWED_ATTRIBUTES", "ALLOWED_GLOBALS", "BY_VALUE_FUNCTIONS", "TRUSTED_PACKAGE", "VALUE_ONLY",
+           "RestrictedUnpickler", "UnsafeModelError", "globals_in", "load_learner_safely", "main", "not_allowed"]
+
 
 class UnsafeModelError(RuntimeError):
     """The model file needs something the allowlist refuses; the message names it and is meant for users."""

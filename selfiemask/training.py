@@ -36,12 +36,15 @@ from pathlib import Path
 from fastai.callback.core import Callback, CancelEpochException, CancelFitException
 
 from . import distributed as dist
-from .card import ModelError, install_model, keep_version, read_card, verify_model, version_name, write_card
+from . import messages
+from .card import ModelError, read_card, verify_model, write_card
 from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder
 from .data import HashSplitter, is_valid_item, make_datablock
 from .evaluate import class_metrics, compare_models, comparison_summary, judge, plot_top_losses, save_figure
 from .files import fingerprint, sha256_file
+from .history import install_model, keep_version, version_name
 from .images import list_labelled_images
+from .messages import WHERE_PHOTOS_COME_FROM, term
 from .paths import DEFAULT_MODEL, default_crop_cache, history_dir
 from .pretrained import PretrainedUnavailable, resolve_pretrained
 from .settings import TrainConfig, default, pretrained_choice
@@ -61,36 +64,11 @@ FALLBACK_LR = 1e-3
 LR_RANGE = (1e-5, 1e-1)
 
 
-# -- talking to people: the command line or a notebook ------------------------------------------------------------
-def in_notebook() -> bool:
-    """Whether we run in a Jupyter kernel: messages then name the notebook's parameters, not the command's options.
-
-    Asked of IPython's running shell, not of ``sys.modules``: a process that merely imported ipykernel (ipywidgets
-    does) is not a notebook.
-    """
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return type(shell).__name__ == "ZMQInteractiveShell"
-
-
-#: The same advice in the two places training runs from: (command line, notebook 03's parameters).
-TERMS = {
-    "scratch": ("--no-pretrained", '`pretrained = "none"`'),
-    "require": ("--pretrained imagenet", '`pretrained = "imagenet"`'),
-    "default": ("--pretrained auto", '`pretrained = "auto"`'),
-    "mobilenet": ("--arch mobilenet_v2", "`mobilenet_v2` in `vision_learner`"),
-    "force": ("--force", "`force = True`"),
-}
-
-
-def term(key: str) -> str:
-    return TERMS[key][in_notebook()]
-
-
+# -- talking to people: the command line or a notebook (the wording is messages.py's) ---------------------------
 def _log(msg: str) -> None:
     """One copy of each line (the main process's); on stderr for the command, in the output of a notebook cell."""
     if dist.is_main():
-        print(f"[selfiemask] {msg}", file=sys.stdout if in_notebook() else sys.stderr, flush=True)
+        print(f"[selfiemask] {msg}", file=sys.stdout if messages.in_notebook() else sys.stderr, flush=True)
 
 
 class _Plain:
@@ -106,14 +84,6 @@ class NoTrainingData(_Plain, FileNotFoundError):
 
 class WeightsMissing(_Plain, PretrainedUnavailable):
     """ImageNet weights were required (``pretrained = "imagenet"``) and cannot be had."""
-
-
-WHERE_PHOTOS_COME_FROM = (
-    "Training reads one folder per class: <data_dir>/with_mask/, <data_dir>/without_mask/. Photos come from\n"
-    "  - notebook 01 (01_scrape.ipynb), which saves them in data/raw/<label>/, or\n"
-    "  - your own photos, put in data/raw/with_mask/ and data/raw/without_mask/;\n"
-    "then notebook 02 (02_clean.ipynb, or `selfiemask clean all`) checks them and writes data/clean/, the default.\n"
-    "(The project's own training set, ../shared/data/train, is only beside the project's own checkout.)")
 
 
 def _duration(seconds: float) -> str:

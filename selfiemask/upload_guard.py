@@ -9,10 +9,22 @@ so the page checks each chosen file's size first: a capturing ``change``
 listener, attached to the widget's file input when it opens, stops the widget
 from reading a selection with a file over the app's limit, and shows "too large (N MB; the limit is 40 MB)" in the app's
 ``upload-guard`` element. Smaller files go through untouched; the kernel checks
-the size again (:data:`selfiemask.app.MAX_UPLOAD_BYTES`).
+the size again (``app.py``, with :data:`MAX_UPLOAD_BYTES`).
+
+The limits live here, at layer 0, so that the app, the page's script and the
+server's setting are one figure each: ``tests/test_upload_limits.py`` checks that
+``voila.json`` says :data:`SERVER_MESSAGE_BYTES`.
 """
 
 from __future__ import annotations
+
+__all__ = ["GUARD_JS", "MAX_UPLOAD_BYTES", "SERVER_MESSAGE_BYTES", "guard_js", "upload_guard"]
+
+#: Uploads above this size are refused: in the browser before they are sent, and again by the kernel.
+MAX_UPLOAD_BYTES = 40 * 2**20
+#: tornado's ``websocket_max_message_size`` in ``voila.json``: above the upload limit, so that a file just under
+#: it and the widget's message around it still arrive, and the app (not a dropped connection) says "too large".
+SERVER_MESSAGE_BYTES = 50 * 2**20
 
 #: The JavaScript, with the limit in bytes filled in; idempotent (a second copy does nothing).
 GUARD_JS = """
@@ -69,7 +81,5 @@ def guard_js(limit_bytes: int) -> str:
 def upload_guard(limit_bytes: int | None = None):
     """An ``IPython.display.Javascript`` to display once in the page (``app.ipynb`` does)."""
     from IPython.display import Javascript
-
-    from .app import MAX_UPLOAD_BYTES
 
     return Javascript(guard_js(limit_bytes or MAX_UPLOAD_BYTES))

@@ -5,7 +5,7 @@ No widgets and no OpenCV here, so any front end can import it without the others
 A verdict is only as good as the model's confidence in it: on the validation
 photos, verdicts under :data:`MIN_CONFIDENCE` were right far less often than the
 rest (``benchmarks/confidence.py`` prints the table this figure comes from, see
-the README's app section). Below it the app and the video say "Not sure" instead
+docs/app.md). Below it the app and the video say "Not sure" instead
 of a confident label, and ``selfiemask predict`` marks the row ``uncertain``
 (its ``label`` stays the model's class, so scripts reading the CSV keep working).
 A face that the detector itself barely believes (score under
@@ -31,7 +31,7 @@ UNSURE_COLOUR = "#616161"
 #: Below this probability of its class a verdict is "Not sure". Measured by benchmarks/confidence.py on the
 #: 936 validation photos, as they are and under 9 phone conditions, shipped model and distilled candidate
 #: pooled: verdicts at 0.95-0.99 were right 94.3% of the time, at 0.90-0.95 81.2%, under 0.90 at most 74.5%
-#: (the README's app section has the table).
+#: (docs/app.md has the table).
 MIN_CONFIDENCE = 0.95
 #: A face the detector scored below this is "Not sure" whatever the classifier says. Measured the same way:
 #: faces scored 0.5-0.6 were judged as well as faces scored 0.99+ (96.2% and 93.5%), so no cut above

@@ -24,7 +24,7 @@ def tiny_data(tmp_path_factory) -> Path:
 def tiny_model(tiny_data, tmp_path_factory) -> Path:
     """A face-crop model from scratch on the synthetic task: about 30 s on 2 cores.
 
-    The drawn faces are not found by MTCNN, so every photo is kept whole by
+    The drawn faces are not found by the detectors (RetinaFace, then MTCNN), so every photo is kept whole by
     the crop pass, but the card says "face crops" and the model detects
     faces at inference, as the shipped one does.
     """

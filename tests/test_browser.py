@@ -27,7 +27,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--no-first-run"]
 TITLE = "Selfie Mask Detector"
 PHONE = {"width": 390, "height": 844}
-#: A generous bound on the ready time of a preheated page: the measured figure (README) is far lower; this
+#: A generous bound on the ready time of a preheated page: the measured figure (docs/app.md) is far lower; this
 #: only catches a page that went back to loading the model after the visitor arrived (20 s and more here).
 PREHEATED_READY_BOUND_S = 15.0
 
@@ -170,7 +170,7 @@ def test_upload_in_a_real_browser(served_app, astronaut, tmp_path):
         assert "%" in verdict.inner_text()
         assert page.inner_text(".face-count") == "1 face found"  # a box is drawn on the one face
         page.screenshot(path=str(tmp / "app.png"), full_page=True)
-        shot = os.environ.get("SELFIEMASK_SCREENSHOT")  # keep a copy where asked (README figure)
+        shot = os.environ.get("SELFIEMASK_SCREENSHOT")  # keep a copy where asked (the screenshot docs/app.png)
         if shot:
             page.screenshot(path=shot, full_page=True)
         assert page.query_selector("img.result-image") is not None
@@ -232,7 +232,7 @@ def test_preheated_page_is_ready_at_once(served_app):
     """Voilà's preheated kernel has run the notebook and loaded the model before the visitor came.
 
     ``SELFIEMASK_READY_VISITS=N`` measures N first visits (a fresh browser context each: nothing cached)
-    and N visits of one context whose scripts are cached (after one visit not counted): the README's figures.
+    and N visits of one context whose scripts are cached (after one visit not counted): the figures of docs/app.md.
     """
     import statistics
 

@@ -277,11 +277,12 @@ def test_cli_all_relabel_undo(tmp_path, capsys):
     assert "raw folder not found" in capsys.readouterr().err
 
 
-# -- a model: review, backup, compare -------------------------------------------------------------------------------
-def test_review_backup_and_compare_with_a_tiny_model(tmp_path):
-    from selfiemask.card import backup_model, card_path, verify_model
+# -- a model: review, keep a version, compare --------------------------------------------------------------------------
+def test_review_keep_and_compare_with_a_tiny_model(tmp_path):
+    from selfiemask.card import card_path, verify_model
     from selfiemask.curate.review import review_candidates
     from selfiemask.evaluate import compare_models, comparison_table
+    from selfiemask.history import keep_version, version_name
     from selfiemask.predict import Classifier
     from selfiemask.synthetic import make_dataset
     from selfiemask.training import TrainConfig, train
@@ -291,10 +292,11 @@ def test_review_backup_and_compare_with_a_tiny_model(tmp_path):
     # Zero epochs: an untrained but real exported learner with its card, in seconds; the mechanics are under test.
     train(TrainConfig(data_dir=data, out=out, epochs=0, size=32, bs=8, lr=2e-3, pretrained=False, crops=False,
                       valid_pct=0.3, num_workers=0))
-    bak = backup_model(out)
-    assert bak == tmp_path / "export.pkl.bak" and bak.read_bytes() == out.read_bytes()
-    assert verify_model(bak)["backup_of"] == "export.pkl" and card_path(bak).exists()
-    assert backup_model(tmp_path / "missing.pkl") is None
+    bak = keep_version(out)  # the one backup there is: models/history/<date>-<time>-<sha8>/ beside the model
+    assert bak == tmp_path / "models" / "history" / version_name(out) / "export.pkl"
+    assert bak.read_bytes() == out.read_bytes() and card_path(bak).read_bytes() == card_path(out).read_bytes()
+    assert verify_model(bak)["export_sha256"] == verify_model(out)["export_sha256"]
+    assert keep_version(tmp_path / "missing.pkl") is None
 
     result = compare_models(bak, out, data, valid_pct=0.3)
     assert result["n"] > 0 and result["old"]["accuracy"] == result["new"]["accuracy"]

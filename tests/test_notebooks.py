@@ -163,7 +163,8 @@ def test_training_notebook_ends_with_the_better_model_and_says_so(tiny_model, ti
     model kept or replaced, and a message that says which; its card has the fields `selfiemask train` writes."""
     import shutil
 
-    from selfiemask.card import model_files, read_card, verify_model
+    from selfiemask.card import read_card, verify_model
+    from selfiemask.history import model_files
 
     out = tmp_path / "export.pkl"
     for f in model_files(tiny_model):

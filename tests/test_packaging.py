@@ -14,21 +14,21 @@ PACKAGE = ROOT / "selfiemask"
 LAYERS: dict[str, int] = {
     # 0: shared helpers that import nothing of selfiemask
     "paths": 0, "files": 0, "safe_load": 0, "kernels": 0, "verdicts": 0, "distributed": 0, "synthetic": 0,
-    "retinaface": 0, "augment": 0, "settings": 0,
+    "retinaface": 0, "augment": 0, "messages": 0, "upload_guard": 0, "settings": 0,
     # 1: images, faces, the architectures and their offline ImageNet weights
     "images": 1, "faces": 1, "arches": 1,
     # 2: what a model is made of and from
     "card": 2, "data": 2, "crops": 2, "distill": 2, "pretrained": 2,
-    # 3: using a model
-    "predict": 3,
+    # 3: using a model, and keeping its versions
+    "predict": 3, "history": 3,
     # 4: judging a model
     "evaluate": 4,
     # 5: the pipelines
     "training": 5, "curate": 5,
     # 6: front ends
     "app": 6, "video": 6,
-    # 7: the command line and the page's browser-side guard
-    "commands": 7, "upload_guard": 7, "__main__": 8,
+    # 7: the command line
+    "commands": 7, "__main__": 8,
 }
 
 
@@ -74,6 +74,14 @@ def test_imports_point_down(path):
         assert LAYERS[top] < layer or top == own, f"{name} (layer {layer}) imports {target} (layer {LAYERS[top]})"
 
 
+@pytest.mark.parametrize("path", [p for p in MODULES if p.name not in ("__init__.py", "__main__.py")],
+                         ids=lambda p: module_name(p))
+def test_public_modules_declare_all(path):
+    names = {t.id for n in ast.parse(path.read_text()).body if isinstance(n, ast.Assign) for t in n.targets
+             if isinstance(t, ast.Name)}
+    assert "__all__" in names, f"selfiemask.{module_name(path)} has no __all__ (docs/architecture.md asks for one)"
+
+
 def test_scraper_knows_nothing_of_models():
     for path in (ROOT / "scrape").rglob("*.py"):
         text = path.read_text()
@@ -114,27 +122,23 @@ def test_environment_yml_agrees_with_pyproject():
         assert pin in env, f"environment.yml lacks {pin} (installed with --no-deps by the Makefile)"
 
 
-def test_readme_layout_table_matches_the_tree():
-    """Every path the README's layout table names exists, every module of the package is in its row, and every
-    committed top-level file or folder is named in the table."""
+def test_layout_table_matches_the_tree():
+    """Every path the layout table of docs/architecture.md names exists, and every committed top-level file or
+    folder is named in it (the package's modules are checked against the module table above)."""
     import subprocess
 
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("## Layout"):]
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    table = doc[doc.index("## Layout"):]
     table = table[:table.index("\n## ")]
     rows = [line.split(" | ") for line in table.splitlines() if line.startswith("| `")]
+    assert rows, "docs/architecture.md has no layout table"
     for first, *_ in rows:
         for name in re.findall(r"`([^`]+)`", first):
-            assert (ROOT / name).exists(), f"README's layout names {name}, which does not exist"
-    package_row = next(" | ".join(r) for r in rows if r[0] == "| `selfiemask/`")
-    for path in sorted(PACKAGE.glob("*.py")) + sorted((PACKAGE / "curate").glob("*.py")):
-        if path.stem not in ("__init__", "__main__"):
-            assert f"`{path.name}`" in package_row, f"README's layout row for selfiemask/ lacks {path.name}"
-    for folder in ("curate/", "commands/", "samples/"):
-        assert f"`{folder}`" in package_row
+            assert (ROOT / name).exists(), f"docs/architecture.md's layout names {name}, which does not exist"
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True)
     if tracked.returncode != 0:
         pytest.skip("not a git checkout: no list of committed files")
     named = set(re.findall(r"`([^`]+)`", table))
-    for top in sorted({f.split("/")[0] for f in tracked.stdout.splitlines()} - {"README.md"}):  # the table is in it
-        assert {top, f"{top}/"} & named or any(n.startswith(f"{top}/") for n in named), f"README's layout lacks {top}"
+    for top in sorted({f.split("/")[0] for f in tracked.stdout.splitlines()}):
+        assert {top, f"{top}/"} & named or any(n.startswith(f"{top}/") for n in named), \
+            f"docs/architecture.md's layout lacks {top}"

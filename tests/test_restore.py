@@ -8,18 +8,10 @@ import signal
 
 import pytest
 
-from selfiemask.card import (
-    ModelError,
-    card_path,
-    install_model,
-    keep_version,
-    list_versions,
-    model_files,
-    verify_model,
-    version_name,
-)
+from selfiemask.card import ModelError, card_path, verify_model
 from selfiemask.commands import main
 from selfiemask.files import sha256_file
+from selfiemask.history import install_model, keep_version, list_versions, model_files, version_name
 from selfiemask.paths import history_dir
 from selfiemask.training import TrainConfig, train
 
@@ -114,7 +106,7 @@ def test_install_interrupted_while_copying_changes_nothing(current, tiny_model, 
             raise KeyboardInterrupt
         return real_copy(src, dst, *a, **k)
 
-    monkeypatch.setattr("selfiemask.card.shutil.copy2", copy_then_stop)
+    monkeypatch.setattr("selfiemask.history.shutil.copy2", copy_then_stop)
     with pytest.raises(KeyboardInterrupt):
         install_model(new, current)
     assert snapshot(current) == before

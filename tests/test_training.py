@@ -157,10 +157,10 @@ def test_missing_weights_are_explained_in_the_callers_terms(tmp_path, monkeypatc
         _imagenet_start(learn, required=True)
     import ipykernel  # noqa: F401  (imported, as ipywidgets does, is not a notebook)
 
-    from selfiemask import training
+    from selfiemask import messages
 
-    assert not training.in_notebook()
-    monkeypatch.setattr(training, "in_notebook", lambda: True)  # as in a notebook's kernel
+    assert not messages.in_notebook()
+    monkeypatch.setattr(messages, "in_notebook", lambda: True)  # as in a notebook's kernel
     _imagenet_start(learn, required=False)
     said = capsys.readouterr().out
     assert '`pretrained = "none"`' in said and "--no-pretrained" not in said
@@ -212,7 +212,8 @@ def test_an_unreadable_lr_find_falls_back_to_a_stated_rate(capsys):
 def test_fine_tuning_the_shipped_model_is_not_worse_than_its_start(tiny_data, tmp_path):
     """The default start: the shipped ResNet34's weights, fine-tuned on a learner's own photos (generated here),
     judged against the shipped model itself on the same validation photos by the re-export rule."""
-    from selfiemask.card import model_files, read_card
+    from selfiemask.card import read_card
+    from selfiemask.history import model_files
     from selfiemask.paths import DEFAULT_MODEL
 
     out = tmp_path / "export.pkl"

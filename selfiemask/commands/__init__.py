@@ -12,9 +12,9 @@ import argparse
 import importlib
 import sys
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "DISTRIBUTED_HELP", "main", "safe_output"]
 
-DISTRIBUTED_HELP = "one of several processes started by torchrun or accelerate launch (see the README)"
+DISTRIBUTED_HELP = "one of several processes started by torchrun or accelerate launch (see docs/distributed.md)"
 #: The subcommands, in the order ``--help`` lists them; each is a module of this package.
 COMMANDS = ("train", "predict", "watch", "clean", "restore")
 

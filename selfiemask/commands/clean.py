@@ -6,8 +6,9 @@
     selfiemask clean review --model M    the model's top losses and least confident photos (CSV)
     selfiemask clean relabel FILE... --to LABEL|rejected
     selfiemask clean undo [N | --all]    reverse the last N relabel moves
-    selfiemask clean backup [MODEL]      export.pkl -> export.pkl.bak (+ card) before retraining
     selfiemask clean compare OLD NEW     both models on the same validation photos
+
+(Retraining keeps the model it replaces in models/history/; ``selfiemask restore`` lists and puts back.)
 
 Every subcommand takes ``--data DIR`` (default ``data``) for the standard layout,
 or ``--raw/--clean/--rejected/--cache`` for single folders. The steps themselves
@@ -26,6 +27,8 @@ from pathlib import Path
 from ..curate.dedupe import DEFAULT_THRESHOLD
 from ..curate.facts import MIN_SIDE
 from ..paths import Layout
+
+__all__ = ["add_parser", "layout_from", "run"]
 
 
 def _layout_options() -> argparse.ArgumentParser:
@@ -82,11 +85,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     u.add_argument("n", nargs="?", type=int, default=1, help="how many moves to reverse (default 1)")
     u.add_argument("--all", action="store_true", help="reverse every move not yet undone")
 
-    b = sub.add_parser("backup", help="copy a model and its card to MODEL.bak before retraining")
-    b.add_argument("model", nargs="?", type=Path, default=Path("export.pkl"))
-
     c = sub.add_parser("compare", parents=[common], help="accuracy and recall of two models on the same photos")
-    c.add_argument("old", type=Path, help="e.g. export.pkl.bak")
+    c.add_argument("old", type=Path, help="e.g. a version kept in models/history/ (selfiemask restore lists them)")
     c.add_argument("new", type=Path, help="e.g. export.pkl")
     c.add_argument("--folder", type=Path, default=None, help="labelled folder (default: the clean folder)")
     c.add_argument("--json", action="store_true", help="print the whole comparison as JSON")
@@ -175,16 +175,6 @@ def _undo(args, layout: Layout) -> int:
     return 0
 
 
-def _backup(args) -> int:
-    from ..card import backup_model
-
-    bak = backup_model(args.model)
-    if bak is None:
-        raise FileNotFoundError(f"no model at {args.model}")
-    _print(f"{args.model} -> {bak}")
-    return 0
-
-
 def _compare(args, layout: Layout) -> int:
     from ..evaluate import compare_models, comparison_table
 
@@ -203,8 +193,6 @@ def run(args: argparse.Namespace) -> int:
 
     step = args.clean_command
     try:
-        if step == "backup":
-            return _backup(args)
         layout = layout_from(args)
         if step == "all":
             return _verify(args, layout) or _dedupe(args, layout)

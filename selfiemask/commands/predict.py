@@ -14,6 +14,8 @@ from pathlib import Path
 from ..verdicts import disagreement
 from . import DISTRIBUTED_HELP
 
+__all__ = ["add_parser", "dash_file_hint", "run"]
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("predict", help="classify images and folders of images",

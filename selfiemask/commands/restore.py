@@ -1,10 +1,12 @@
-"""``selfiemask restore [VERSION]``: list the kept versions of a model, or put one back (``card.restore_model``)."""
+"""``selfiemask restore [VERSION]``: list the kept versions of a model, or put one back (``history.restore_model``)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+
+__all__ = ["add_parser", "run"]
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -19,7 +21,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..card import ModelError, list_versions, restore_model
+    from ..card import ModelError
+    from ..history import list_versions, restore_model
     from ..paths import history_dir
 
     try:

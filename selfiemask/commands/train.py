@@ -20,6 +20,8 @@ def _default_text(f) -> str:
         return ""
     return f" (default: {f.default})"
 
+__all__ = ["add_parser", "run"]
+
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train", help="train on DATA_DIR/<label>/ images and export the learner")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from ..video import DEFAULT_SMOOTH
 
+__all__ = ["add_parser", "run"]
+
 
 def _positive(text: str) -> int:
     n = int(text)
