@@ -27,11 +27,21 @@ def train_flags() -> set[str]:
     return {s for a in sub._actions for s in a.option_strings}
 
 
+def notebook_code() -> str:
+    nb = json.loads((ROOT / "notebooks" / "03_train.ipynb").read_text())
+    return "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+
+
 def test_every_term_names_a_real_flag_and_a_real_parameter():
-    flags, params = train_flags(), notebook_parameters()
+    """A notebook term is a parameter (`name = value`) or a fastai call of its cells (`resnet34` in `vision_learner`)."""
+    flags, params, code = train_flags(), notebook_parameters(), notebook_code()
     for key, (cli, notebook) in messages.TERMS.items():
         named = re.findall(r"--[a-z0-9-]+", cli)
         assert named and set(named) <= flags, f"{key}: {cli!r} names no flag of selfiemask train"
+        call = re.fullmatch(r"`(\w+)` in `(\w+)`", notebook)
+        if call:
+            assert f"{call[2]}(" in code, f"{key}: notebook 03 calls no {call[2]}"
+            continue
         assert re.match(r"`(\w+) = ", notebook) and notebook[1:].split(" ")[0] in params, \
             f"{key}: {notebook!r} names no parameter of notebook 03"
 
