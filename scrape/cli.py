@@ -1,14 +1,6 @@
-"""The ``python -m scrape`` command.
+"""The ``python -m scrape`` command: its :data:`EXAMPLES` and :data:`EXIT_STATUS` are what ``--help`` ends with.
 
-    python -m scrape run                                  # the default hashtags: maskselfie, selfie
-    python -m scrape run --hashtag maskselfie=with_mask --profile someone=without_mask --posts list.csv
-    python -m scrape hashtag maskselfie facemask --label with_mask --count 100
-    python -m scrape profile some_public_account --label without_mask
-    python -m scrape posts list.csv                       # columns: post (URL or shortcode), label
-    python -m scrape forget CODE_OR_URL ... [--owner NAME]
-
-Exit status: 0 done, 1 done with failures, 2 bad arguments or session file, 3 stopped early
-(rate limit, network, Instagram's refusal: run the same command again later to resume), 130 interrupted.
+They are constants, not this docstring: ``python -OO`` strips docstrings, and the help must survive it.
 """
 
 from __future__ import annotations
@@ -18,6 +10,19 @@ import sys
 from pathlib import Path
 
 from .sources import DEFAULT_COUNT, DEFAULT_HASHTAGS, Source, SourceError, parse_mapping, post_list
+
+EXAMPLES = """\
+    python -m scrape run                                  # the default hashtags: maskselfie, selfie
+    python -m scrape run --hashtag maskselfie=with_mask --profile someone=without_mask --posts list.csv
+    python -m scrape hashtag maskselfie facemask --label with_mask --count 100
+    python -m scrape profile some_public_account --label without_mask
+    python -m scrape posts list.csv                       # columns: post (URL or shortcode), label
+    python -m scrape forget CODE_OR_URL ... [--owner NAME]
+"""
+EXIT_STATUS = """\
+Exit status: 0 done, 1 done with failures, 2 bad arguments or session file, 3 stopped early
+(rate limit, network, Instagram's refusal: run the same command again later to resume), 130 interrupted.
+"""
 
 
 def _common(p: argparse.ArgumentParser, count_default: int | None = DEFAULT_COUNT) -> None:
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m scrape", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Collect selfies from Instagram into DEST/<label>/ with DEST/manifest.csv (resumable, "
                     "pictures only, no usernames stored unless --keep-owner).",
-        epilog="examples:\n" + __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2])
+        epilog="examples:\n" + EXAMPLES + "\n" + EXIT_STATUS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="several sources at once (default: " +
