@@ -45,9 +45,8 @@ def _training_folder(root: Path) -> Path:
     return root
 
 
-def export_rule_model(out: Path, face_crops: bool = False) -> Path:
-    """Export the rule model to ``out`` (an ``export.pkl``) with its card; ``face_crops``: the card says the model
-    was trained on face crops, so it detects faces at inference as the shipped model does."""
+def export_rule_model(out: Path) -> Path:
+    """Export the rule model to ``out`` (an ``export.pkl``) with its card, which says "whole images"."""
     import datetime as dt
 
     import torch
@@ -59,7 +58,6 @@ def export_rule_model(out: Path, face_crops: bool = False) -> Path:
 
     from selfiemask.arches import mobilenet_v2_split
     from selfiemask.card import write_card
-    from selfiemask.crops import CropSettings
     from selfiemask.data import make_datablock
     from selfiemask.files import sha256_file
 
@@ -87,9 +85,6 @@ def export_rule_model(out: Path, face_crops: bool = False) -> Path:
             "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "classes": list(dls.vocab),
             "architecture": f"hand-set rule for tests: P(with_mask) = sigmoid({GAIN} * (mean red - mean green))",
             "image_size": 32, "pretrained": False,
-            "input": "face crops" if face_crops else "whole images",
-            "data": {"source_dir": str(data), "files": 24}}
-    if face_crops:
-        card["detector"] = CropSettings().as_dict()
+            "input": "whole images", "data": {"source_dir": str(data), "files": 24}}
     write_card(out, card)
     return out
