@@ -42,7 +42,7 @@ from .card import ModelError, install_model, keep_version, read_card, version_na
 from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder
 from .data import DEFAULT_SEED, DEFAULT_VALID_PCT, is_valid_item, make_dls
 from .evaluate import class_metrics, compare_models, comparison_summary, judge, plot_top_losses, save_figure
-from .files import fingerprint, sha256_file
+from .files import fingerprint, photo_digests, sha256_file
 from .images import list_labelled_images
 from .paths import default_crop_cache, history_dir
 from .pretrained import PretrainedUnavailable, resolve_pretrained
@@ -505,7 +505,8 @@ class Training:
                 "training": training,
                 "validation": self.metrics,
                 "data": {"source_dir": str(self.data_dir), **fingerprint(self.data_dir, self.sources),
-                         "trained_on": {**fingerprint(self.train_dir, files)}},
+                         "trained_on": {**fingerprint(self.train_dir, files)},
+                         "photo_sha256": photo_digests(self.sources)},  # for scrape forget: who saw a photo
                 "versions": {"python": platform.python_version(), "torch": torch.__version__,
                              "fastai": fastai.__version__},
                 **cfg.notes}
