@@ -61,7 +61,8 @@ def test_forget_removes_every_derived_copy_and_names_the_models(tmp_path, rule_m
     crops = default_crop_cache(layout.clean, layout.cache)
     crop_folder(layout.clean, crops, progress=False)
     assert len(list(crops.rglob("*.jpg"))) == 4  # no faces in noise: each photo kept whole as its crop
-    # A model "trained" on clean/: the rule model with the card training's export writes for that data.
+    # A model "trained" on clean/ (with the two forgotten photos verify kept): the rule model, with the card
+    # training's export writes for that data.
     model = project / "export.pkl"
     shutil.copy(rule_model, model)
     card = json.loads(card_path(rule_model).read_text())
@@ -102,8 +103,8 @@ def test_forget_removes_every_derived_copy_and_names_the_models(tmp_path, rule_m
                "row(s)" not in line]
     assert sorted(removed) == sorted(str(p) for p in before if p not in after and p.suffix != ".csv")
     named = [line for line in out.splitlines() if line.startswith("model ")]
-    assert sorted(named) == sorted([f"model {model}: trained on 3 of the forgotten image(s)",
-                                    f"model {kept}: trained on 3 of the forgotten image(s)"])
+    assert sorted(named) == sorted([f"model {model}: trained on 2 of the forgotten image(s)",
+                                    f"model {kept}: trained on 2 of the forgotten image(s)"])
     assert "retrain the 2 model(s) above" in err
     assert "FORGETme01" in (layout.raw / "forgotten.txt").read_text()
 
