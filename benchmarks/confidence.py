@@ -217,7 +217,7 @@ def _spec(text: str) -> tuple[str, Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("photos", type=Path, nargs="?", help="labelled photos (<label>/<file>), e.g. ../shared/data/train")
     ap.add_argument("--crops", type=Path, help="their crop folder (with crops.csv)")
     ap.add_argument("--model", type=_spec, action="append", help="NAME=PATH of an export.pkl")

@@ -133,7 +133,7 @@ async def run(url: str, pid: int, pages: int, wait: float, upload: Path) -> dict
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     ap.add_argument("--pages", type=int, default=8)
     ap.add_argument("--wait", type=float, default=60, help="seconds after closing to count kernels left")
     ap.add_argument("--model", default=os.environ.get("SELFIEMASK_MODEL", "export.pkl"))

@@ -6,6 +6,7 @@ captions stored unless asked), images only. Command line: ``python -m scrape --h
 
 Modules: :mod:`.sources` (what to collect), :mod:`.run` (the run and its summary),
 :mod:`.download` (one post's pictures), :mod:`.manifest` (``manifest.csv`` and ``forget``),
+:mod:`.derived` (forgetting the copies, crops and log rows made from forgotten images, and naming models),
 :mod:`.errors` (what a failure means), :mod:`.ratelimit` (back-off), :mod:`.session` (login),
 :mod:`.preview` (contact sheet), :mod:`.hashing` (file and owner hashes), :mod:`.cli`.
 It imports nothing from ``selfiemask``: it collects data and knows nothing of models.

@@ -1,14 +1,6 @@
-"""The ``python -m scrape`` command.
+"""The ``python -m scrape`` command: its :data:`EXAMPLES` and :data:`EXIT_STATUS` are what ``--help`` ends with.
 
-    python -m scrape run                                  # the default hashtags: maskselfie, selfie
-    python -m scrape run --hashtag maskselfie=with_mask --profile someone=without_mask --posts list.csv
-    python -m scrape hashtag maskselfie facemask --label with_mask --count 100
-    python -m scrape profile some_public_account --label without_mask
-    python -m scrape posts list.csv                       # columns: post (URL or shortcode), label
-    python -m scrape forget CODE_OR_URL ... [--owner NAME]
-
-Exit status: 0 done, 1 done with failures, 2 bad arguments or session file, 3 stopped early
-(rate limit, network, Instagram's refusal: run the same command again later to resume), 130 interrupted.
+They are constants, not this docstring: ``python -OO`` strips docstrings, and the help must survive it.
 """
 
 from __future__ import annotations
@@ -18,6 +10,19 @@ import sys
 from pathlib import Path
 
 from .sources import DEFAULT_COUNT, DEFAULT_HASHTAGS, Source, SourceError, parse_mapping, post_list
+
+EXAMPLES = """\
+    python -m scrape run                                  # the default hashtags: maskselfie, selfie
+    python -m scrape run --hashtag maskselfie=with_mask --profile someone=without_mask --posts list.csv
+    python -m scrape hashtag maskselfie facemask --label with_mask --count 100
+    python -m scrape profile some_public_account --label without_mask
+    python -m scrape posts list.csv                       # columns: post (URL or shortcode), label
+    python -m scrape forget CODE_OR_URL ... [--owner NAME]
+"""
+EXIT_STATUS = """\
+Exit status: 0 done, 1 done with failures, 2 bad arguments or session file, 3 stopped early
+(rate limit, network, Instagram's refusal: run the same command again later to resume), 130 interrupted.
+"""
 
 
 def _common(p: argparse.ArgumentParser, count_default: int | None = DEFAULT_COUNT) -> None:
@@ -41,7 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m scrape", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Collect selfies from Instagram into DEST/<label>/ with DEST/manifest.csv (resumable, "
                     "pictures only, no usernames stored unless --keep-owner).",
-        epilog="examples:\n" + __doc__.split("\n\n")[1] + "\n\n" + __doc__.split("\n\n")[2])
+        epilog="examples:\n" + EXAMPLES + "\n" + EXIT_STATUS)
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("run", help="several sources at once (default: " +
@@ -66,11 +71,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--label", default="", help="label for lines without one")
     _common(p, count_default=None)
 
-    p = sub.add_parser("forget", help="delete every image and manifest row of posts or owners")
+    p = sub.add_parser("forget", help="delete every image and manifest row of posts or owners, and every copy, "
+                       "crop and log row made from them under the data folder; name the models trained on them")
     p.add_argument("posts", nargs="*", help="shortcodes or post URLs")
     p.add_argument("--owner", action="append", default=[], help="a username (matches where owners were stored "
                    "and profile sources)")
     p.add_argument("--dest", type=Path, default=Path("data/raw"))
+    p.add_argument("--data", type=Path, default=None,
+                   help="the data folder whose clean/, rejected/ and cache/ hold copies (default: DEST's parent)")
+    p.add_argument("--models", type=Path, action="append", default=[], metavar="PATH",
+                   help="a model file or a folder of models (with its models/history/) to check for the forgotten "
+                        "photos (default: the folder above the data folder)")
     return parser
 
 
@@ -88,6 +99,7 @@ def sources_from_args(args: argparse.Namespace) -> list[Source]:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    from .derived import affected_models, forget_derived
     from .manifest import forget
 
     if not args.posts and not args.owner:
@@ -95,9 +107,22 @@ def _forget(args: argparse.Namespace) -> int:
         return 2
     removed = forget(args.dest, args.posts, args.owner)
     for r in removed:
-        print(f"removed {r.file}")
-    print(f"forgot {len(removed)} image(s); these posts will not be downloaded again "
-          f"(listed in {args.dest / 'forgotten.txt'})", file=sys.stderr)
+        print(f"removed {args.dest / r.file}")
+    data = args.data or args.dest.parent
+    hashes = {r.sha256 for r in removed}
+    derived = forget_derived(data, hashes, {r.file for r in removed})
+    for f in derived.files:
+        print(f"removed {f}")
+    for csv_file, n in derived.rows.items():
+        print(f"removed {n} row(s) from {csv_file}")
+    print(f"forgot {len(removed)} image(s) and {len(derived.files)} copie(s) and crop(s) of them; these posts will "
+          f"not be downloaded again (listed in {args.dest / 'forgotten.txt'})", file=sys.stderr)
+    models = affected_models(args.models or [data.resolve().parent], hashes) if hashes else []
+    for model, why in models:
+        print(f"model {model}: {why}")
+    if models:
+        print(f"retrain the {len(models)} model(s) above (selfiemask train) and delete their old versions: a model "
+              "trained on a photo keeps what it learned from it", file=sys.stderr)
     return 0
 
 

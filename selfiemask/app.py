@@ -87,16 +87,17 @@ def png_bytes(img: Image.Image) -> bytes:
 
 
 def verdict_widget(label: str, confidence: float, title: str, fallback: bool = False,
-                   face_score: float | None = None) -> W.HTML:
+                   face_score: float | None = None, no_face: bool = False) -> W.HTML:
     """One verdict: what people are told, the percentage and a bar.
 
     CSS classes ``verdict`` and ``verdict-<label>`` (the model's class), plus ``verdict-uncertain`` when
     it reads "Not sure" (:func:`selfiemask.verdicts.is_uncertain`): the model's guess is then shown, small.
+    ``no_face``: the detector found no face (the whole-photo fallback), which is "Not sure" whatever the confidence.
     """
     pct = confidence * 100
-    shade = shown_colour(label, confidence, face_score)
-    unsure = is_uncertain(confidence, face_score)
-    said = shown_label(label, confidence, face_score)
+    shade = shown_colour(label, confidence, face_score, no_face)
+    unsure = is_uncertain(confidence, face_score, no_face)
+    said = shown_label(label, confidence, face_score, no_face)
     if unsure:
         number = (f"<span class='verdict-confidence'>(the model's guess: {html.escape(human_label(label))}, "
                   f"{pct:.1f}%)</span>")
@@ -258,7 +259,7 @@ class App:
             verdicts.append(message_widget("No face found in this photo. Try a photo where the face is larger "
                                            "and looks at the camera.", "no-face"))
             fb = result.fallback
-            verdicts.append(verdict_widget(fb.label, fb.confidence, "Whole photo", fallback=True))
+            verdicts.append(verdict_widget(fb.label, fb.confidence, "Whole photo", fallback=True, no_face=fb.no_face))
         column = W.VBox(verdicts, layout=W.Layout(flex="1 1 240px", min_width="0"))
         column.add_class("verdicts")
         row = W.HBox([picture, column], layout=W.Layout(flex_flow="row wrap", max_width="100%"))

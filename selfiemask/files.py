@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["append_rows", "atomic_path", "fingerprint", "now", "read_rows", "sha256_file", "unique_dest",
-           "write_atomic", "write_rows"]
+__all__ = ["append_rows", "atomic_path", "fingerprint", "now", "photo_digests", "read_rows", "sha256_file",
+           "unique_dest", "write_atomic", "write_rows"]
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
@@ -31,6 +31,16 @@ def fingerprint(root: Path, files: list[Path]) -> dict:
     """Which data a model came from: file count and a hash of the sorted relative paths."""
     rel = sorted(p.relative_to(root).as_posix() for p in files)
     return {"files": len(rel), "file_list_sha256": hashlib.sha256("\n".join(rel).encode()).hexdigest()}
+
+
+def photo_digests(files: list[Path]) -> list[str]:
+    """The sorted sha256 of each training photo, for a model's card (``data.photo_sha256``).
+
+    ``python -m scrape forget`` reads it to name the models trained on a forgotten photo: a path list's hash
+    cannot say whether one photo was in it. The clean photos are byte copies of the raw ones, so these are
+    the sha256 the scraper's manifest recorded.
+    """
+    return sorted({sha256_file(p) for p in files})
 
 
 @contextmanager

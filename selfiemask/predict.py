@@ -37,16 +37,18 @@ class Verdict:
 class FaceVerdict(Verdict):
     box: tuple[int, int, int, int] | None = None  # None: the whole image was judged
     face_score: float | None = None  # the detector's score of the face; None: the whole image was judged
+    no_face: bool = False  # the detector looked and found no face: a whole-image fallback, never confident
 
     @property
     def uncertain(self) -> bool:
-        """Shown as "Not sure": see :mod:`selfiemask.verdicts` for the measured thresholds."""
-        return is_uncertain(self.confidence, self.face_score)
+        """Shown as "Not sure": see :mod:`selfiemask.verdicts` for the measured thresholds and the no-face rule."""
+        return is_uncertain(self.confidence, self.face_score, self.no_face)
 
 
 @dataclass
 class PhotoResult:
-    """Everything we say about one photo. ``faces`` empty and ``fallback`` set: no face was found."""
+    """Everything we say about one photo. ``faces`` empty and ``fallback`` set: no face was found (or none was
+    looked for: a whole-image model); a fallback after a search has ``no_face`` set, and is "Not sure"."""
 
     path: str
     faces: list[FaceVerdict] = field(default_factory=list)
@@ -167,7 +169,7 @@ class Classifier:
         for (n, face), v in zip(owners, self.classify(crops, bs)):
             fv = FaceVerdict(v.label, v.confidence, v.probs,
                              to_original(face.box, images[n], results[n].size) if face else None,
-                             face.prob if face else None)
+                             face.prob if face else None, no_face=face is None and self.detector is not None)
             if face is None:
                 results[n].fallback = fv
             else:

@@ -41,7 +41,7 @@ from .card import ModelError, read_card, verify_model, write_card
 from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder
 from .data import HashSplitter, is_valid_item, make_datablock
 from .evaluate import class_metrics, compare_models, comparison_summary, judge, plot_top_losses, save_figure
-from .files import fingerprint, sha256_file
+from .files import fingerprint, photo_digests, sha256_file
 from .history import install_model, keep_version, version_name
 from .images import list_labelled_images
 from .messages import WHERE_PHOTOS_COME_FROM, term
@@ -573,7 +573,8 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
                         split="sha256 of label/name, seeded (data.is_valid_item)")
         trained_on = list_labelled_images(photos.folder, photos.classes)
         card["data"] = {"source_dir": str(photos.source), **fingerprint(photos.source, photos.sources),
-                        "trained_on": fingerprint(photos.folder, trained_on)}
+                        "trained_on": fingerprint(photos.folder, trained_on),
+                        "photo_sha256": photo_digests(photos.sources)}  # what `python -m scrape forget` matches
     inference = record.get("inference")
     if inference:
         card["inference"] = inference

@@ -9,7 +9,10 @@ docs/app.md). Below it the app and the video say "Not sure" instead
 of a confident label, and ``selfiemask predict`` marks the row ``uncertain``
 (its ``label`` stays the model's class, so scripts reading the CSV keep working).
 A face that the detector itself barely believes (score under
-:data:`MIN_FACE_SCORE`) is "Not sure" for the same reason.
+:data:`MIN_FACE_SCORE`) is "Not sure" for the same reason. And when the detector
+found no face at all, the whole photo is judged as a fallback, not a finding: a
+blank wall, a landscape or a 3000x10 strip gets the model's guess, marked "Not
+sure" whatever its probability (``no_face``).
 """
 
 from __future__ import annotations
@@ -59,22 +62,23 @@ def disagreement(labels: Iterable[str]) -> str:
     return ", ".join(f"{n} {label}" for label, n in counts.most_common()) if len(counts) > 1 else ""
 
 
-def is_uncertain(confidence: float, face_score: float | None = None) -> bool:
-    """True when the verdict should read "Not sure": a low confidence, or a face the detector doubts.
+def is_uncertain(confidence: float, face_score: float | None = None, no_face: bool = False) -> bool:
+    """True when the verdict should read "Not sure": a low confidence, a face the detector doubts, or no face.
 
     ``face_score`` None: no detector score to judge (a whole-image verdict, or a model without detector).
+    ``no_face``: the detector looked and found no face, so this is the whole-image fallback: never confident.
     """
-    return confidence < MIN_CONFIDENCE or (face_score is not None and face_score < MIN_FACE_SCORE)
+    return no_face or confidence < MIN_CONFIDENCE or (face_score is not None and face_score < MIN_FACE_SCORE)
 
 
-def shown_label(label: str, confidence: float, face_score: float | None = None) -> str:
+def shown_label(label: str, confidence: float, face_score: float | None = None, no_face: bool = False) -> str:
     """What a person is told: the class in words, or "Not sure"."""
-    return UNSURE if is_uncertain(confidence, face_score) else human_label(label)
+    return UNSURE if is_uncertain(confidence, face_score, no_face) else human_label(label)
 
 
-def shown_colour(label: str, confidence: float, face_score: float | None = None) -> str:
+def shown_colour(label: str, confidence: float, face_score: float | None = None, no_face: bool = False) -> str:
     """The colour of what a person is told: the class's, or grey for "Not sure"."""
-    return UNSURE_COLOUR if is_uncertain(confidence, face_score) else colour(label)
+    return UNSURE_COLOUR if is_uncertain(confidence, face_score, no_face) else colour(label)
 
 
 def summary(verdicts: Iterable[tuple[str, float, float | None]]) -> str:

@@ -1,4 +1,11 @@
-"""Shared fixtures: generated images and one tiny model trained once per test session."""
+"""Shared fixtures: generated images, a hand-set model whose verdicts tests can predict, and one tiny trained model.
+
+Which model a test takes: ``rule_model`` / ``rule_face_model`` (``tests/rule_model.py``) for anything about what
+is printed, shown or written (formatting, "Not sure", CSV columns, the app's wording, video, hostile input):
+their verdict is a known function of the image, the same on every CPU and thread count. ``tiny_model`` only
+where training itself is under test, asserting what any reasonable run shows; it is trained from the seed
+``SELFIEMASK_TEST_SEED`` (default 42), so a run can check that no test depends on one seed's numbers.
+"""
 
 from __future__ import annotations
 
@@ -41,7 +48,45 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
         return tmp / "export.pkl"
     out = tmp / "export.pkl"
     train(TrainConfig(data_dir=tiny_data, out=out, epochs=4, size=64, bs=16, lr=2e-3, pretrained=False,
-                      crops=True, crop_cache=tmp / "crops"))
+                      crops=True, crop_cache=tmp / "crops", seed=test_seed()))
+    return out
+
+
+def test_seed() -> int:
+    """The seed the tiny model is trained from: ``SELFIEMASK_TEST_SEED``, default 42 (the project's split seed)."""
+    import os
+
+    return int(os.environ.get("SELFIEMASK_TEST_SEED", "42"))
+
+
+test_seed.__test__ = False  # a helper, not a test
+
+
+@pytest.fixture(scope="session")
+def rule_model(tmp_path_factory) -> Path:
+    """A genuine exported learner, weights set by hand: P(with_mask) = sigmoid(GAIN * (mean red - mean green)).
+
+    Its card says "whole images": no face detection, every photo judged whole (and not a no-face fallback).
+    """
+    from rule_model import export_rule_model
+
+    return export_rule_model(tmp_path_factory.mktemp("rule") / "export.pkl")
+
+
+@pytest.fixture(scope="session")
+def rule_face_model(rule_model, tmp_path_factory) -> Path:
+    """The same learner with a card that says "face crops": it detects faces, as the shipped model does."""
+    import json
+    import shutil
+
+    from selfiemask.card import card_path
+    from selfiemask.crops import CropSettings
+
+    out = tmp_path_factory.mktemp("rule_faces") / "export.pkl"
+    shutil.copy(rule_model, out)
+    card = json.loads(card_path(rule_model).read_text())
+    card.update(input="face crops", detector=CropSettings().as_dict())
+    card_path(out).write_text(json.dumps(card, indent=2))
     return out
 
 

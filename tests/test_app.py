@@ -28,8 +28,8 @@ def find(widget, cls: str) -> list:
 
 
 @pytest.fixture(scope="module")
-def app(tiny_model):
-    return App(tiny_model)
+def app(rule_face_model):
+    return App(rule_face_model)
 
 
 def upload(app, name: str, data: bytes) -> None:
@@ -44,6 +44,10 @@ def test_upload_gives_a_verdict_per_face(app, astronaut):
     assert len(verdicts) == 1
     cls = [c for c in classes_of(verdicts[0]) if c.startswith("verdict-") and c != "verdict-uncertain"]
     assert cls in (["verdict-with_mask"], ["verdict-without_mask"])  # the model's class, sure or not
+    # What it says is what the classifier says of that face (the rule model: the crop's red minus green).
+    (face,) = app.classifier.analyze_images([astronaut])[0].faces
+    assert f"verdict-{face.label}" in classes_of(verdicts[0]) and f"{face.confidence * 100:.1f}%" in verdicts[0].value
+    assert shown(verdicts[0]) == (UNSURE if face.uncertain else human_label(face.label))
     assert "%" in verdicts[0].value and not find(app.results, "no-face")
     assert len(find(app.results, "result-image")) == 1
 
@@ -83,6 +87,21 @@ def test_no_face_says_so_and_falls_back(app, no_face):
     assert len(find(app.results, "no-face")) == 1
     (v,) = find(app.results, "verdict")
     assert "verdict-fallback" in classes_of(v) and "whole photo" in v.value
+    assert shown(v) == UNSURE and "verdict-uncertain" in classes_of(v)  # a fallback, never a confident verdict
+
+
+def test_no_face_found_reads_not_sure_even_when_the_model_is_sure(app):
+    """A flat red photo: the rule model is 98% sure of with_mask, but no face was found, so it is a guess."""
+    from PIL import Image
+    from rule_model import RED, rule_verdict
+
+    label, p = rule_verdict(RED)
+    assert p > MIN_CONFIDENCE
+    upload(app, "wall.jpg", jpeg_bytes(Image.new("RGB", (300, 200), RED), quality=95))
+    assert len(find(app.results, "no-face")) == 1
+    (v,) = find(app.results, "verdict")
+    assert shown(v) == UNSURE and "verdict-uncertain" in classes_of(v) and f"verdict-{label}" in classes_of(v)
+    assert f"the model's guess: {human_label(label)}, {p * 100:.1f}%" in v.value
 
 
 @pytest.mark.parametrize("name, data, reason", [
@@ -112,13 +131,13 @@ def test_samples_work_without_upload(app):
         assert len(find(result, "result-image")) == 1
 
 
-def test_missing_or_mismatched_model_shows_a_message(tmp_path, tiny_model):
+def test_missing_or_mismatched_model_shows_a_message(tmp_path, rule_face_model):
     missing = App(tmp_path / "export.pkl")
     (msg,) = find(missing.results, "model-error")
     assert "not found" in msg.value
     bad = tmp_path / "bad" / "export.pkl"
     bad.parent.mkdir()
-    shutil.copy(tiny_model.with_suffix(".json"), bad.with_suffix(".json"))
+    shutil.copy(rule_face_model.with_suffix(".json"), bad.with_suffix(".json"))
     bad.write_bytes(b"not the model")
     broken = App(bad)
     assert "does not match" in find(broken.results, "model-error")[0].value
@@ -141,7 +160,7 @@ def test_page_layout_wraps_for_phones(app):
     assert img.layout.max_width == "100%"
 
 
-def test_loading_note_shows_until_the_model_is_loaded(tiny_model, monkeypatch, astronaut):
+def test_loading_note_shows_until_the_model_is_loaded(rule_face_model, monkeypatch, astronaut):
     release = threading.Event()
     real = app_module.get_classifier
 
@@ -150,7 +169,7 @@ def test_loading_note_shows_until_the_model_is_loaded(tiny_model, monkeypatch, a
         return real(path)
 
     monkeypatch.setattr(app_module, "get_classifier", slow)
-    a = App(tiny_model, background=True)  # returns at once, the model still loading
+    a = App(rule_face_model, background=True)  # returns at once, the model still loading
     assert a.loading.layout.display != "none" and not a.loaded.is_set() and a.classifier is None
     assert a.loading in a.widget().children
     # A photo chosen now waits for the model, then gets its verdict.

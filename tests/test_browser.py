@@ -125,7 +125,7 @@ def served_app(tmp_path_factory, request):
     tmp = tmp_path_factory.mktemp("voila")
     env = dict(os.environ)
     if not (ROOT / "export.pkl").exists():
-        env["SELFIEMASK_MODEL"] = str(request.getfixturevalue("tiny_model"))
+        env["SELFIEMASK_MODEL"] = str(request.getfixturevalue("rule_face_model"))
     port = free_port()
     log = open(tmp / "voila.log", "w")
     proc = subprocess.Popen(["make", "-s", "app", f"PORT={port}"], cwd=ROOT, env=env, stdout=log,

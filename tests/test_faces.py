@@ -100,12 +100,12 @@ def test_crop_pass_is_cached_and_resumable(tmp_path, astronaut, no_face):
     assert not (out / "without_mask" / "b.jpg").exists()
 
 
-def test_per_face_rows_and_no_face_fallback(tiny_model, tmp_path, astronaut, no_face, three_faces):
+def test_per_face_rows_and_no_face_fallback(rule_face_model, tmp_path, astronaut, no_face, three_faces):
     from test_predict_cli import run_cli
 
     for name, img in (("one.jpg", astronaut), ("none.jpg", no_face), ("three.jpg", three_faces)):
         img.save(tmp_path / name)
-    res = run_cli("predict", "--model", tiny_model, "--csv", "--faces", tmp_path)
+    res = run_cli("predict", "--model", rule_face_model, "--csv", "--faces", tmp_path)
     assert res.returncode == 0, res.stderr
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
     assert list(rows[0]) == ["path", "face", "box", "label", "confidence", "error", "uncertain"]
@@ -119,18 +119,18 @@ def test_per_face_rows_and_no_face_fallback(tiny_model, tmp_path, astronaut, no_
     assert len(per["one.jpg"]) == 1 and per["one.jpg"][0]["box"]
     (none,) = per["none.jpg"]
     assert none["face"] == "none" and none["box"] == "" and none["label"] in {"with_mask", "without_mask"}
-    res = run_cli("predict", "--model", tiny_model, "--csv", tmp_path)
+    res = run_cli("predict", "--model", rule_face_model, "--csv", tmp_path)
     rows = {r["path"].split("/")[-1]: r for r in csv.DictReader(io.StringIO(res.stdout))}
     # Default rows: one per photo, judged on the largest face.
     assert (rows["three.jpg"]["faces"], rows["three.jpg"]["judged_on"]) == ("3", "largest_face")
     assert (rows["none.jpg"]["faces"], rows["none.jpg"]["judged_on"]) == ("0", "whole_image")
 
 
-def test_classifier_on_faces_is_framing_invariant(tiny_model, astronaut):
+def test_classifier_on_faces_is_framing_invariant(rule_face_model, astronaut):
     """The verdict for the face must not flip when the photo is framed tighter or wider."""
     from selfiemask.predict import Classifier
 
-    clf = Classifier(tiny_model, detect_faces=True)
+    clf = Classifier(rule_face_model, detect_faces=True)
     face = clf.detector.detect(astronaut)[0]
     tight = astronaut.crop(_box_of(astronaut, face.box, 0.35))
     wide = ImageOps.expand(astronaut, border=256, fill=(90, 90, 90))

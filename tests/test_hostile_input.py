@@ -26,13 +26,13 @@ def csv_rows(res: subprocess.CompletedProcess) -> list[dict]:
 
 # -- item 2: tiny and thin photos, unexpected failures ---------------------------------------------
 @pytest.mark.parametrize("per_face", [False, True])
-def test_tiny_and_thin_images_do_not_end_the_run(tiny_model, tmp_path, per_face):
+def test_tiny_and_thin_images_do_not_end_the_run(rule_face_model, tmp_path, per_face):
     good = mask_like(64, True, random.Random(3))
     good.save(tmp_path / "a_good.jpg")
     for w, h in [(1, 1), (5, 5), (3000, 10), (20000, 1)]:
         Image.new("RGB", (w, h), (140, 110, 90)).save(tmp_path / f"b_{w}x{h}.png")
     good.save(tmp_path / "c_good_after.jpg")
-    res = run_cli("predict", "--model", tiny_model, "--csv", "--bs", "2", *(["--faces"] if per_face else []),
+    res = run_cli("predict", "--model", rule_face_model, "--csv", "--bs", "2", *(["--faces"] if per_face else []),
                   tmp_path)
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     rows = csv_rows(res)
@@ -43,12 +43,12 @@ def test_tiny_and_thin_images_do_not_end_the_run(tiny_model, tmp_path, per_face)
         assert (r["face"] == "none") if per_face else (r["judged_on"] == "whole_image")
 
 
-def test_an_unexpected_failure_is_that_photos_row(tiny_model, tmp_path, monkeypatch):
+def test_an_unexpected_failure_is_that_photos_row(rule_face_model, tmp_path, monkeypatch):
     """Any exception while analysing one photo becomes its error row; the rest of its batch is kept."""
     from selfiemask import faces
     from selfiemask.predict import Classifier
 
-    clf = Classifier(tiny_model, detect_faces=True)
+    clf = Classifier(rule_face_model, detect_faces=True)
     real = faces.FaceDetector.detect
 
     def detect(self, img):
@@ -120,11 +120,11 @@ def test_forged_jpeg_header_is_an_error_in_bounded_memory(tmp_path, side):
     assert int(out[1]) < 300, f"peak memory {out[1]} MB"
 
 
-def test_deep_and_forged_images_through_cli(tiny_model, tmp_path):
+def test_deep_and_forged_images_through_cli(rule_face_model, tmp_path):
     for name, data in deep_images().items():
         (tmp_path / name).write_bytes(data)
     (tmp_path / "bomb.jpg").write_bytes(forged_jpeg(65000, 65000))
-    res = run_cli("predict", "--model", tiny_model, "--csv", tmp_path)
+    res = run_cli("predict", "--model", rule_face_model, "--csv", tmp_path)
     rows = {r["path"].rsplit("/", 1)[-1]: r for r in csv_rows(res)}
     assert res.returncode == 0 and len(rows) == 5
     assert rows["bomb.jpg"]["label"] == "error" and "corrupt image" in rows["bomb.jpg"]["error"]
@@ -151,13 +151,13 @@ def big_photo(astronaut):
     return canvas, expected
 
 
-def test_face_boxes_are_in_pixels_of_the_original_photo(tiny_model, tmp_path, big_photo):
+def test_face_boxes_are_in_pixels_of_the_original_photo(rule_face_model, tmp_path, big_photo):
     canvas, expected = big_photo
     canvas.save(tmp_path / "big.jpg", quality=90)
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: shown rotated 90° clockwise, i.e. as ``canvas``
     canvas.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "big_sideways.jpg", quality=90, exif=exif.tobytes())
-    res = run_cli("predict", "--model", tiny_model, "--csv", "--faces", tmp_path)
+    res = run_cli("predict", "--model", rule_face_model, "--csv", "--faces", tmp_path)
     rows = csv_rows(res)
     assert res.returncode == 0 and len(rows) == 2, res.stderr
     for r in rows:
@@ -165,14 +165,14 @@ def test_face_boxes_are_in_pixels_of_the_original_photo(tiny_model, tmp_path, bi
         assert iou(box, expected) > 0.7, (r, expected)
 
 
-def test_app_and_video_boxes_on_a_big_photo(tiny_model, big_photo):
+def test_app_and_video_boxes_on_a_big_photo(rule_face_model, big_photo):
     from selfiemask.app import App, draw_boxes
     from selfiemask.images import load_image
     from selfiemask.predict import Classifier
     from selfiemask.video import FrameAnalyzer
 
     canvas, expected = big_photo
-    app = App(tiny_model)
+    app = App(rule_face_model)
     img = load_image(_bytes(canvas, "JPEG", quality=90))
     (result,) = app.classifier.analyze_images([img])
     assert iou(result.faces[0].box, expected) > 0.7
@@ -180,7 +180,7 @@ def test_app_and_video_boxes_on_a_big_photo(tiny_model, big_photo):
     s = drawn.width / canvas.width
     l, t, r, b = (round(v * s) for v in expected)
     assert drawn.getpixel((l, (t + b) // 2)) != img.resize(drawn.size).getpixel((l, (t + b) // 2))
-    record = FrameAnalyzer(Classifier(tiny_model))(canvas)  # video frames are judged at full size
+    record = FrameAnalyzer(Classifier(rule_face_model))(canvas)  # video frames are judged at full size
     assert iou(record.faces[0].box, expected) > 0.7
 
 
@@ -195,7 +195,7 @@ def heic_bytes(img: Image.Image) -> bytes:
     return data
 
 
-def test_heic_works_in_cli_app_and_clean(tiny_model, tmp_path, astronaut):
+def test_heic_works_in_cli_app_and_clean(rule_face_model, tmp_path, astronaut):
     from selfiemask.app import App
     from selfiemask.files import read_rows
     from selfiemask.paths import Layout
@@ -203,11 +203,11 @@ def test_heic_works_in_cli_app_and_clean(tiny_model, tmp_path, astronaut):
     data = heic_bytes(astronaut)
     (tmp_path / "selfie.heic").write_bytes(data)
     (tmp_path / "named_jpg_but_heic.jpg").write_bytes(data)
-    res = run_cli("predict", "--model", tiny_model, "--csv", "--faces", tmp_path)
+    res = run_cli("predict", "--model", rule_face_model, "--csv", "--faces", tmp_path)
     rows = csv_rows(res)
     assert res.returncode == 0 and len(rows) == 2
     assert all(r["label"] in {"with_mask", "without_mask"} and r["face"] == "0" for r in rows), rows
-    app = App(tiny_model)
+    app = App(rule_face_model)
     app.show([("IMG_0001.HEIC", data)])  # an upload: bytes, no suffix to go by
     assert len(_find(app.results, "verdict")) == 1 and not _find(app.results, "upload-error")
     layout = Layout.under(tmp_path / "data")
@@ -259,29 +259,29 @@ def test_clean_verify_with_non_utf8_names_keeps_its_state(tmp_path):
     assert layout.reject_log.read_bytes() == log and sorted(p.name for p in layout.rejected.rglob("*.jpg")) == rejected
 
 
-def test_predict_prints_non_utf8_names_on_a_strict_stdout(tiny_model, tmp_path):
+def test_predict_prints_non_utf8_names_on_a_strict_stdout(rule_face_model, tmp_path):
     mask_like(64, True, random.Random(2)).save(tmp_path / f"{LATIN1}.jpg")
     (tmp_path / f"{LATIN1}_text.jpg").write_text("no photo")
     env = {**os.environ, "PYTHONIOENCODING": "utf-8:strict"}
     for extra in ([], ["--csv"]):
-        res = run_cli("predict", "--model", tiny_model, *extra, tmp_path, env=env)
+        res = run_cli("predict", "--model", rule_face_model, *extra, tmp_path, env=env)
         assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
         assert res.stdout.count("caf\\udce9") == 2
 
 
 # -- item 9: names that read as options, folders named like photos, FIFOs and link loops -----------------
-def test_leading_dash_file_name_gets_a_hint_and_works_after_double_dash(tiny_model, tmp_path):
+def test_leading_dash_file_name_gets_a_hint_and_works_after_double_dash(rule_face_model, tmp_path):
     mask_like(64, True, random.Random(6)).save(tmp_path / "-leading-dash.jpg")
-    res = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--model", str(tiny_model),
+    res = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--model", str(rule_face_model),
                           "-leading-dash.jpg"], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 2 and "put -- before the paths" in res.stderr
-    res = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--model", str(tiny_model), "--",
+    res = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--model", str(rule_face_model), "--",
                           "-leading-dash.jpg"], capture_output=True, text=True, cwd=tmp_path)
     assert res.returncode == 0 and res.stdout.startswith("-leading-dash.jpg: "), res.stderr
     assert "put -- before the paths" in run_cli("predict", "--help").stdout.replace("\n", " ").replace("  ", " ")
 
 
-def test_odd_entries_are_reported_not_skipped_silently(tiny_model, tmp_path):
+def test_odd_entries_are_reported_not_skipped_silently(rule_face_model, tmp_path):
     d = tmp_path / "photos"
     d.mkdir()
     mask_like(64, True, random.Random(7)).save(d / "good.jpg")
@@ -291,13 +291,13 @@ def test_odd_entries_are_reported_not_skipped_silently(tiny_model, tmp_path):
     (d / "dangling.jpg").symlink_to(d / "missing.jpg")
     empty = tmp_path / "x.jpg"
     empty.mkdir()
-    res = run_cli("predict", "--model", tiny_model, "--csv", d, empty)
+    res = run_cli("predict", "--model", rule_face_model, "--csv", d, empty)
     assert res.returncode == 0 and len(csv_rows(res)) == 1, res.stderr
     for name, why in [("folder.jpg", "a folder named like an image"), ("pipe.jpg", "not a regular file"),
                       ("loop.jpg", "link loop"), ("dangling.jpg", "broken symbolic link")]:
         assert f"skipped {d / name}: " in res.stderr and why in res.stderr, res.stderr
     assert f"skipped {empty}: a folder with no images in it" in res.stderr
-    res = run_cli("predict", "--model", tiny_model, "--csv", d / "pipe.jpg", d / "loop.jpg")  # named explicitly
+    res = run_cli("predict", "--model", rule_face_model, "--csv", d / "pipe.jpg", d / "loop.jpg")  # named explicitly
     rows = csv_rows(res)
     assert [r["error"] for r in rows] == ["not a regular file (a FIFO, device or socket)",
                                           "a broken symbolic link or a link loop"]
@@ -321,9 +321,9 @@ def _check(name: str, label: str, error: str, expect: str) -> None:
 
 
 @pytest.mark.parametrize("mode", ["--csv", "--faces"])
-def test_corpus_through_cli_csv(tiny_model, corpus, mode):
+def test_corpus_through_cli_csv(rule_face_model, corpus, mode):
     folder, expect = corpus
-    res = run_cli("predict", "--model", tiny_model, "--csv", *([mode] if mode == "--faces" else []), folder,
+    res = run_cli("predict", "--model", rule_face_model, "--csv", *([mode] if mode == "--faces" else []), folder,
                   env={**os.environ, "PYTHONIOENCODING": "utf-8:strict"})
     assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
     rows = csv_rows(res)
@@ -336,20 +336,20 @@ def test_corpus_through_cli_csv(tiny_model, corpus, mode):
         assert f"skipped {folder / special}: " in res.stderr
 
 
-def test_corpus_through_cli_plain(tiny_model, corpus):
+def test_corpus_through_cli_plain(rule_face_model, corpus):
     folder, expect = corpus
-    res = run_cli("predict", "--model", tiny_model, folder)
+    res = run_cli("predict", "--model", rule_face_model, folder)
     assert res.returncode == 0 and "Traceback" not in res.stderr
     assert len(res.stdout.strip().splitlines()) == len(expect)
     assert sum(": error: " in line for line in res.stdout.splitlines()) == \
         sum(e not in ("verdict", "any") for e in expect.values())
 
 
-def test_corpus_through_the_app(tiny_model, corpus):
+def test_corpus_through_the_app(rule_face_model, corpus):
     from selfiemask.app import App
 
     folder, expect = corpus
-    app = App(tiny_model)
+    app = App(rule_face_model)
     for name, what in expect.items():
         app.show([(name, (folder / name).read_bytes())])
         (box,) = app.results.children

@@ -28,7 +28,7 @@ def server(tmp_path, request):
     """Voilà on the project's voila.json (as `make app`), with extra options from the test's parameter."""
     env = dict(os.environ)
     if not (ROOT / "export.pkl").exists():
-        env["SELFIEMASK_MODEL"] = str(request.getfixturevalue("tiny_model"))
+        env["SELFIEMASK_MODEL"] = str(request.getfixturevalue("rule_face_model"))
     port = free_port()
     extra = getattr(request, "param", [])
     log = open(tmp_path / "voila.log", "w")

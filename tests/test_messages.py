@@ -33,7 +33,7 @@ def notebook_code() -> str:
 
 
 def test_every_term_names_a_real_flag_and_a_real_parameter():
-    """A notebook term is a parameter (`name = value`) or a fastai call of its cells (`resnet34` in `vision_learner`)."""
+    """A notebook term is a parameter (`name = value`) or a fastai call of its cells (`x` in `vision_learner`)."""
     flags, params, code = train_flags(), notebook_parameters(), notebook_code()
     for key, (cli, notebook) in messages.TERMS.items():
         named = re.findall(r"--[a-z0-9-]+", cli)

@@ -205,9 +205,10 @@ def test_429_then_success_backs_off_through_instaloader(fake, tmp_path):
     assert summary.new == 2 and summary.failed == 0 and summary.stopped is None, str(summary)
     assert fake.requested("post").count("RATEpost01") == 2
     assert fake.requested("image").count("RESETpost1_1.jpg") == 2
-    # instaloader's RateController asked for its usual back-off (about 11 minutes); nobody waited.
+    # instaloader's RateController asked for its usual back-off (about 11 minutes); nobody waited: the run took
+    # less than the back-off it asked for (a bound any machine meets, unlike a few seconds on a fast one).
     assert waits and max(waits) > 300
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < max(waits) / 2
     assert len(consistent(tmp_path / "raw")) == 2
 
 

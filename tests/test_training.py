@@ -40,13 +40,18 @@ def test_dataloaders_see_both_classes(tiny_data):
     assert set(dls.valid_ds.items).isdisjoint(dls.train_ds.items)
 
 
-def test_tiny_training_learns_and_exports_with_card(tiny_model):
+def test_tiny_training_learns_and_exports_with_card(tiny_model, tiny_data):
+    from selfiemask.files import photo_digests
+    from selfiemask.images import list_labelled_images
+
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     assert card["validation"]["accuracy"] > 0.75, card["validation"]  # chance is 0.5
     assert card["export_sha256"] == sha256_file(tiny_model)
     assert card["pretrained"] is False and "scratch" in card["weights"]
     assert card["classes"] == ["with_mask", "without_mask"]
     assert card["data"]["files"] == 120 and len(card["data"]["file_list_sha256"]) == 64
+    # Each training photo by content, so that `scrape forget` can name the models trained on a photo.
+    assert card["data"]["photo_sha256"] == photo_digests(list_labelled_images(tiny_data))
     assert card["input"] == "face crops" and card["detector"]["counts"]["no_face_kept_whole"] == 120
     assert set(card["validation"]["per_class"]) == {"with_mask", "without_mask"}
     for name in ("confusion", "top_losses"):

@@ -62,3 +62,15 @@ def test_plain_output_says_not_sure_with_the_guess(capsys, per_face):
     assert lines[0].startswith(f"p.jpg: not sure (without_mask {unsure:.1%})")
     if per_face:
         assert lines[1].startswith(f"p.jpg: without_mask {sure:.1%} face 1")
+
+
+def test_no_face_found_is_not_sure_whatever_the_confidence():
+    assert is_uncertain(0.999, no_face=True) and not is_uncertain(0.999)
+    assert shown_label("with_mask", 0.999, no_face=True) == UNSURE
+    assert shown_colour("with_mask", 0.999, no_face=True) == verdicts.UNSURE_COLOUR
+    searched = FaceVerdict("with_mask", 0.999, {"with_mask": 0.999, "without_mask": 0.001}, no_face=True)
+    unsearched = FaceVerdict("with_mask", 0.999, {"with_mask": 0.999, "without_mask": 0.001})  # a whole-image model
+    for per_face in (False, True):
+        (row,) = result_rows(PhotoResult("wall.jpg", fallback=searched), per_face)
+        assert row["uncertain"] == 1 and row["label"] == "with_mask" and row["confidence"] == "0.9990"
+        assert result_rows(PhotoResult("wall.jpg", fallback=unsearched), per_face)[0]["uncertain"] == 0

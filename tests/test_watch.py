@@ -70,8 +70,8 @@ def clip(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def clf(tiny_model) -> Classifier:
-    return Classifier(tiny_model)
+def clf(rule_face_model) -> Classifier:
+    return Classifier(rule_face_model)
 
 
 @pytest.fixture(scope="module")
@@ -166,20 +166,20 @@ def test_ctrl_c_stops_and_finalises_the_file(clf, clip, tmp_path):
     assert count_frames(out) == 6 == result.out_frames
 
 
-def test_whole_image_model_gets_one_verdict_per_frame(tiny_model, clip, tmp_path):
-    whole = Classifier(tiny_model, detect_faces=False)
+def test_whole_image_model_gets_one_verdict_per_frame(rule_face_model, clip, tmp_path):
+    whole = Classifier(rule_face_model, detect_faces=False)
     result = watch(clip[0], whole, out=tmp_path / "whole.mp4", max_frames=4, display=False)
     assert result.frames == 4 == count_frames(tmp_path / "whole.mp4")
     assert all(len(r.faces) == 1 and r.faces[0].box == (0, 0, *SIZE) for r in result.records)
 
 
 # -- the command -----------------------------------------------------------------------------------
-def test_cli_writes_next_to_the_input_by_default(tiny_model, clip, tmp_path, capsys):
+def test_cli_writes_next_to_the_input_by_default(rule_face_model, clip, tmp_path, capsys):
     import shutil
 
     src = tmp_path / "selfie.mp4"
     shutil.copy(clip[0], src)
-    assert cli(str(src), "--model", str(tiny_model), "--max-frames", "7", "--every", "2") == 0
+    assert cli(str(src), "--model", str(rule_face_model), "--max-frames", "7", "--every", "2") == 0
     out = tmp_path / "selfie.watch.mp4"
     assert default_out(src) == out
     assert count_frames(out) == 7
@@ -193,21 +193,21 @@ def test_cli_writes_next_to_the_input_by_default(tiny_model, clip, tmp_path, cap
     ("folder", "folder"),
     ("97", "no camera"),
 ])
-def test_bad_source_is_a_clear_error(tmp_path, monkeypatch, capsys, tiny_model, source, reason):
+def test_bad_source_is_a_clear_error(tmp_path, monkeypatch, capsys, rule_face_model, source, reason):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "text.mp4").write_text("not a video")
     (tmp_path / "folder").mkdir()
     with pytest.raises(WatchError, match=reason):
         open_source(source)
-    assert cli(source, "--model", str(tiny_model)) == 2
+    assert cli(source, "--model", str(rule_face_model)) == 2
     err = capsys.readouterr().err
     assert "selfiemask watch: cannot open video source" in err and reason in err and "Traceback" not in err
 
 
-def test_cli_rejects_bad_options_and_missing_model(tmp_path, clip, capsys, tiny_model):
+def test_cli_rejects_bad_options_and_missing_model(tmp_path, clip, capsys, rule_face_model):
     with pytest.raises(SystemExit):
         cli(str(clip[0]), "--every", "0")
-    assert cli(str(clip[0]), "--model", str(tiny_model), "--out", str(clip[0])) == 2
+    assert cli(str(clip[0]), "--model", str(rule_face_model), "--out", str(clip[0])) == 2
     assert "is the video being read" in capsys.readouterr().err
     assert count_frames(clip[0]) == 26  # untouched
     assert cli(str(clip[0]), "--model", str(tmp_path / "none.pkl")) == 2

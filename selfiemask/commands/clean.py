@@ -1,12 +1,4 @@
-"""``selfiemask clean ...``: the steps of ``notebooks/02_clean.ipynb`` as commands.
-
-    selfiemask clean verify              raw/<label>/ -> clean/<label>/, the rest to rejected/ with reasons
-    selfiemask clean dedupe [--dry-run]  exact and near duplicates in clean/; across labels: listed for review
-    selfiemask clean all                 verify, then dedupe
-    selfiemask clean review --model M    the model's top losses and least confident photos (CSV)
-    selfiemask clean relabel FILE... --to LABEL|rejected
-    selfiemask clean undo [N | --all]    reverse the last N relabel moves
-    selfiemask clean compare OLD NEW     both models on the same validation photos
+"""``selfiemask clean ...``: the steps of ``notebooks/02_clean.ipynb`` as commands (listed in :data:`STEPS`).
 
 (Retraining keeps the model it replaces in models/history/; ``selfiemask restore`` lists and puts back.)
 
@@ -28,7 +20,18 @@ from ..curate.dedupe import DEFAULT_THRESHOLD
 from ..curate.facts import MIN_SIDE
 from ..paths import Layout
 
-__all__ = ["add_parser", "layout_from", "run"]
+__all__ = ["STEPS", "add_parser", "layout_from", "run"]
+
+#: The table of steps ``selfiemask clean --help`` prints. A constant, not the docstring: ``python -OO``
+#: strips docstrings, and the help must survive it.
+STEPS = """\
+    selfiemask clean verify              raw/<label>/ -> clean/<label>/, the rest to rejected/ with reasons
+    selfiemask clean dedupe [--dry-run]  exact and near duplicates in clean/; across labels: listed for review
+    selfiemask clean all                 verify, then dedupe
+    selfiemask clean review --model M    the model's top losses and least confident photos (CSV)
+    selfiemask clean relabel FILE... --to LABEL|rejected
+    selfiemask clean undo [N | --all]    reverse the last N relabel moves
+    selfiemask clean compare OLD NEW     both models on the same validation photos"""
 
 
 def _layout_options() -> argparse.ArgumentParser:
@@ -51,10 +54,9 @@ def layout_from(args: argparse.Namespace) -> Layout:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Add the ``clean`` subcommand, with its own subcommands, to ``subparsers``."""
     common = _layout_options()
-    steps = __doc__.split("\n\n")[1]  # the table of commands in this module's docstring
     p = subparsers.add_parser("clean", help="verify, deduplicate and relabel training photos (see 02_clean.ipynb)",
                               description="The steps between scraping and training (notebooks/02_clean.ipynb):\n\n"
-                              + steps + "\n\nEach step takes --data DIR (default: data) or --raw/--clean/--rejected/"
+                              + STEPS + "\nEach step takes --data DIR (default: data) or --raw/--clean/--rejected/"
                               "--cache.", formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="clean_command", required=True, metavar="STEP")
 
