@@ -2,22 +2,35 @@
 
 Served on loopback with ``BASE_URL``; a real browser gets a verdict through the prefix, every request and the
 kernel's websocket go through it, the root path serves nothing, and the one line `make serve` prints says how to
-stop it, which works (the server exits and takes its kernels with it).
+stop it, which works (the server exits and takes its kernels with it). Then the same behind nginx, configured
+with the block docs/deploy.md gives (skipped without nginx).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from conftest import ROOT, jpeg_bytes
-from test_browser import CHROMIUM, FLAGS, free_port, kernel_processes, leave, server_ready, wait_until_ready
+from test_browser import (
+    CHROMIUM,
+    FLAGS,
+    free_port,
+    kernel_processes,
+    leave,
+    server_ready,
+    wait_for_idle_kernels,
+    wait_until_ready,
+)
 
 pytestmark = [pytest.mark.browser,
               pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (apt-get install chromium)")]
@@ -71,21 +84,42 @@ def served(tmp_path, request):
         log.close()
 
 
-def test_make_serve_under_a_prefix_gives_a_verdict_in_a_browser(served, astronaut, tmp_path):
+def niceness(process) -> set[int]:
+    """The niceness of every thread of ``process`` (Linux sets it per thread)."""
+    import psutil
+
+    found = set()
+    for t in process.threads():
+        try:
+            found.add(psutil.Process(t.id).nice())
+        except psutil.Error:
+            pass
+    return found
+
+
+def pool_heats_at_low_priority_then_gets_it_back(pid: int) -> None:
+    """kernels.py: a heating kernel yields the CPU to the visitors' (heat_nice), and is at the server's priority
+    once heated. Needs root to raise the priority back; elsewhere the kernels stay lower, all alike."""
+    import psutil
+
+    low = json.loads((ROOT / "voila.json").read_text()).get("BoundedKernelManager", {}).get("heat_nice", 10)
+    server = psutil.Process(pid).nice()
+    seen, deadline = set(), time.monotonic() + 60
+    while time.monotonic() < deadline and server + low not in seen:
+        for k in kernel_processes(pid):
+            seen |= niceness(k) if alive(k) else set()
+        time.sleep(0.1)
+    assert server + low in seen or not low, f"no kernel heated at niceness {server + low}: {seen}"
+    pool = json.loads((ROOT / "voila.json").read_text())["VoilaConfiguration"]["default_pool_size"]
+    wait_for_idle_kernels(pid, pool)
+    if os.geteuid() == 0:
+        assert {n for k in kernel_processes(pid) for n in niceness(k)} == {server}
+
+
+def verdict_through(url: str, photo) -> tuple[list[str], list[str]]:
+    """A visitor at ``url`` uploads ``photo`` and gets a verdict; the URLs of the page's requests and websockets."""
     from playwright.sync_api import sync_playwright
 
-    port, proc, log_path = served
-    origin = f"http://127.0.0.1:{port}"
-    line = first_line(log_path, proc)
-    assert line[1] == origin + PREFIX
-    url = line[1]
-    server_ready(url, proc, log_path)
-    with pytest.raises(urllib.error.HTTPError) as e:  # nothing outside the prefix (and no kernel started for it)
-        urllib.request.urlopen(origin + "/", timeout=30)
-    assert e.value.code == 404
-
-    photo = tmp_path / "selfie.jpg"
-    photo.write_bytes(jpeg_bytes(astronaut))
     requests: list[str] = []
     sockets: list[str] = []
     with sync_playwright() as p:
@@ -104,9 +138,29 @@ def test_make_serve_under_a_prefix_gives_a_verdict_in_a_browser(served, astronau
         assert "%" in verdict.inner_text() and "Traceback" not in page.content()
         leave(page)
         browser.close()
+    return requests, sockets
+
+
+def assert_through_prefix(origin: str, requests: list[str], sockets: list[str]) -> None:
     ours = [r for r in requests if r.startswith(origin)]
     assert ours and all(r.startswith(origin + PREFIX) for r in ours), [r for r in ours if PREFIX not in r]
-    assert sockets and all(s.startswith(f"ws://127.0.0.1:{port}{PREFIX}") for s in sockets), sockets
+    ws_origin = origin.replace("http://", "ws://", 1)
+    assert sockets and all(s.startswith(ws_origin + PREFIX) for s in sockets), sockets
+
+
+def test_make_serve_under_a_prefix_gives_a_verdict_in_a_browser(served, astronaut, tmp_path):
+    port, proc, log_path = served
+    origin = f"http://127.0.0.1:{port}"
+    line = first_line(log_path, proc)
+    assert line[1] == origin + PREFIX
+    server_ready(line[1], proc, log_path)
+    with pytest.raises(urllib.error.HTTPError) as e:  # nothing outside the prefix (and no kernel started for it)
+        urllib.request.urlopen(origin + "/", timeout=30)
+    assert e.value.code == 404
+    pool_heats_at_low_priority_then_gets_it_back(int(line[2]))
+    photo = tmp_path / "selfie.jpg"
+    photo.write_bytes(jpeg_bytes(astronaut))
+    assert_through_prefix(origin, *verdict_through(line[1], photo))
 
     # The printed way to stop it: the server ends, and its kernels with it.
     kernels = kernel_processes(int(line[2]))
@@ -117,3 +171,47 @@ def test_make_serve_under_a_prefix_gives_a_verdict_in_a_browser(served, astronau
     while time.monotonic() < deadline and any(map(alive, kernels)):
         time.sleep(0.5)
     assert not any(map(alive, kernels)), "kernels outlived the server"
+
+
+def nginx_conf(port: int, upstream: int, tmp: Path) -> Path:
+    """docs/deploy.md's nginx block, its ports replaced by ours, in a config nginx runs from a temp folder."""
+    doc = (ROOT / "docs" / "deploy.md").read_text()
+    block = re.search(r"```nginx\n(.*?)```", doc, re.S)[1]
+    assert "listen 80;" in block and "127.0.0.1:8866" in block
+    block = block.replace("listen 80;", f"listen 127.0.0.1:{port};").replace("127.0.0.1:8866", f"127.0.0.1:{upstream}")
+    temp = "".join(f"{kind}_temp_path {tmp / kind};\n" for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    conf = tmp / "nginx.conf"
+    conf.write_text(f"pid {tmp / 'nginx.pid'};\nerror_log {tmp / 'error.log'};\nevents {{}}\n"
+                    f"http {{\naccess_log {tmp / 'access.log'};\n{temp}{block}\n}}\n")
+    return conf
+
+
+@pytest.mark.skipif(not shutil.which("nginx"), reason="needs nginx (apt-get install nginx-light)")
+def test_behind_nginx_as_docs_deploy_md_configures_it(served, astronaut, tmp_path):
+    """The reverse proxy of docs/deploy.md in front of `make serve BASE_URL=...`: the page and its websocket."""
+    port, proc, log_path = served
+    line = first_line(log_path, proc)
+    server_ready(line[1], proc, log_path)
+    front = free_port()
+    conf = nginx_conf(front, port, tmp_path)
+    nginx = subprocess.Popen(["nginx", "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"],
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        origin = f"http://127.0.0.1:{front}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(origin + PREFIX + "voila/static/", timeout=5)
+                break
+            except urllib.error.HTTPError:
+                break  # nginx passed it to Voilà, which answered
+            except OSError:
+                if nginx.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"nginx did not start: {nginx.stdout.read().decode()[-2000:]}")
+                time.sleep(0.5)
+        photo = tmp_path / "selfie.jpg"
+        photo.write_bytes(jpeg_bytes(astronaut))
+        assert_through_prefix(origin, *verdict_through(origin + PREFIX, photo))
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=20)
