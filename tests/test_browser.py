@@ -8,6 +8,7 @@ the model (``voila.json``).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,8 @@ PHONE = {"width": 390, "height": 844}
 #: A generous bound on the ready time of a preheated page: the measured figure (docs/app.md) is far lower; this
 #: only catches a page that went back to loading the model after the visitor arrived (20 s and more here).
 PREHEATED_READY_BOUND_S = 15.0
+#: Kernels Voilà keeps heated for the next visitors (voila.json).
+POOL = json.loads((ROOT / "voila.json").read_text())["VoilaConfiguration"]["default_pool_size"]
 
 
 def free_port() -> int:
@@ -242,7 +245,7 @@ def test_preheated_page_is_ready_at_once(served_app):
     n = int(os.environ.get("SELFIEMASK_READY_VISITS", "1"))
 
     def visit(context) -> float:
-        wait_for_idle_kernels(proc.pid, 1)  # the pool's one kernel, heated; no page open
+        wait_for_idle_kernels(proc.pid, POOL)  # the pool's kernels, heated; no page open
         page = context.new_page()
         t0 = time.monotonic()
         page.goto(url)

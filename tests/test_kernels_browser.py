@@ -30,7 +30,8 @@ def server(tmp_path, request):
     if not (ROOT / "export.pkl").exists():
         env["SELFIEMASK_MODEL"] = str(request.getfixturevalue("rule_face_model"))
     port = free_port()
-    extra = getattr(request, "param", [])
+    # One pooled kernel, whatever voila.json's pool size: the counts below are worked out for one.
+    extra = ["--pool_size=1", *getattr(request, "param", [])]
     log = open(tmp_path / "voila.log", "w")
     proc = subprocess.Popen([str(VOILA), "app.ipynb", f"--port={port}", "--Voila.ip=127.0.0.1", "--no-browser",
                              *extra], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

@@ -47,7 +47,7 @@ def test_tiny_training_learns_and_exports_with_card(tiny_model, tiny_data):
     card = json.loads(tiny_model.with_suffix(".json").read_text())
     assert card["validation"]["accuracy"] > 0.75, card["validation"]  # chance is 0.5
     assert card["export_sha256"] == sha256_file(tiny_model)
-    assert card["pretrained"] is False and "scratch" in card["weights"]
+    assert card["pretrained"] is True and "ImageNet" in card["weights"] and card["architecture"] == "mobilenet_v2"
     assert card["classes"] == ["with_mask", "without_mask"]
     assert card["data"]["files"] == 120 and len(card["data"]["file_list_sha256"]) == 64
     # Each training photo by content, so that `scrape forget` can name the models trained on a photo.
