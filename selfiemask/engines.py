@@ -33,7 +33,8 @@ from .images import load_image
 
 __all__ = ["ENGINES", "ENGINE_HELP", "MAX_ACCURACY_DROP", "MIN_SAME_LABEL", "OPSET", "EngineChoice",
            "LearnerInput", "OnnxForward", "TorchForward", "agreement", "choose_engine", "export_onnx",
-           "graph_agreement", "graph_path", "passes", "quantize_int8", "tta_probs", "write_engines"]
+           "graph_agreement", "graph_path", "passes", "preprocessing_spec", "quantize_int8", "tta_probs",
+           "write_engines"]
 
 OPSET = 17
 #: ``auto``: the verified int8 graph, else the verified fp32 graph, else torch.
@@ -220,6 +221,30 @@ def passes(figures: dict | None) -> tuple[bool, str]:
     return True, ""
 
 
+def preprocessing_spec(learn) -> dict | None:
+    """The learner's validation preprocessing as plain numbers, when it is the project's own (else None).
+
+    Recorded in the card so that a process could, one day, run the int8 graph without importing
+    fastai or torch: a squashing resize to ``resize``, a centred ``crop``, /255, then ``(x - mean) / std``.
+    """
+    import math
+
+    from fastai.vision.augment import RandomResizedCrop
+    from fastai.vision.core import PILImage  # noqa: F401 - fastai's transforms need its types registered
+
+    valid = learn.dls.valid
+    item = [f for f in valid.after_item.fs if type(f).__name__ not in ("ToTensor", "PhoneConditions")]
+    norm = [f for f in valid.after_batch.fs if type(f).__name__ == "Normalize"]
+    if len(item) != 1 or not isinstance(item[0], RandomResizedCrop) or len(norm) != 1:
+        return None
+    rrc = item[0]
+    size = tuple(rrc.size[:2])
+    xtra = math.ceil(max(*size) * rrc.val_xtra / 8) * 8
+    return {"resize": [size[1] + xtra, size[0] + xtra], "crop": [size[1], size[0]], "resample": "bilinear",
+            "scale": 1 / 255, "mean": [float(v) for v in norm[0].mean.flatten()],
+            "std": [float(v) for v in norm[0].std.flatten()]}
+
+
 def _as_images(items: Sequence) -> list[Image.Image]:
     return [it if isinstance(it, Image.Image) else load_image(it) for it in items]
 
@@ -264,6 +289,7 @@ def write_engines(learn, model_path: str | Path, calibration_images: Sequence,
                             f"label on >= {MIN_SAME_LABEL:.1%} of validation photos with no class's accuracy more than "
                             f"{MAX_ACCURACY_DROP * 100:.1f} points lower; else torch",
                     "costs": {k: v for k, v in ENGINE_HELP.items() if k != "auto"}}
+    fields["preprocessing"] = preprocessing_spec(learn)
     onnx_path = export_onnx(learn.model, size, graph_path(model_path, "onnx"))
     graphs = {"onnx": onnx_path}
     if int8:
