@@ -263,7 +263,7 @@ def graph_agreement(learn, graph: str | Path, validation: Sequence[tuple[object,
     images = _as_images([im for im, _ in validation])
     labels = [classes.index(lbl) for _, lbl in validation]
     if reference is None:
-        reference = _probs_of(TorchForward(copy.deepcopy(learn.model)), prep, images, tta)
+        reference = _probs_of(TorchForward(copy.deepcopy(learn.model).float().cpu()), prep, images, tta)
     return agreement(reference, _probs_of(OnnxForward(graph, threads), prep, images, tta), labels, classes)
 
 
@@ -282,7 +282,7 @@ def write_engines(learn, model_path: str | Path, calibration_images: Sequence,
     labels = [classes.index(lbl) for _, lbl in validation]
     probe = prep([Image.new("RGB", (64, 64))])
     size = tuple(probe.shape[2:])
-    torch_fwd = TorchForward(copy.deepcopy(learn.model))
+    torch_fwd = TorchForward(copy.deepcopy(learn.model).float().cpu())
     reference = _probs_of(torch_fwd, prep, images, tta)
     fields: dict = {"tta": "flip" if tta else "none", "input": [3, *size],
                     "rule": f"auto uses int8, else onnx, when the graph's sha256 matches and it gave the learner's "
