@@ -9,6 +9,7 @@ process or shared out over a distributed run.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from PIL import Image
 
 from . import distributed as dist
 from .card import ModelError, verify_model
+from .engines import LearnerInput, TorchForward, choose_engine, tta_probs
 from .faces import DEFAULT_MARGIN, DetectorSettings, Face, FaceDetector, crop_face
 from .images import ImageError, load_image, original_size
 from .paths import DEFAULT_MODEL
@@ -83,8 +85,13 @@ class Classifier:
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, detect_faces: bool | None = None,
                  check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False,
-                 tta: bool | None = None) -> None:
+                 tta: bool | None = None, engine: str | None = None, threads: int | None = None) -> None:
         """``check_sha`` False or ``allow_unverified``: a model without a (complete) card loads, with a warning.
+
+        ``engine`` (default: the ``SELFIEMASK_ENGINE`` setting, else ``auto``) chooses the forward pass:
+        ``auto`` runs the verified int8 ONNX graph beside the model when its card's agreement figures pass,
+        else the verified fp32 graph, else torch (:mod:`selfiemask.engines`); ``threads`` is ONNX Runtime's
+        thread count (default: torch's).
 
         The learner is unpickled through :mod:`selfiemask.safe_load`'s allowlist, so a model file cannot
         run code; ``unsafe_pickle`` (Python API only, for a model you made with code the list lacks) uses
@@ -108,12 +115,12 @@ class Classifier:
         except Exception as e:  # noqa: BLE001 - unpickling errors are many; the user needs one message
             raise ModelError(f"cannot load {self.model_path}: {type(e).__name__}: {e}") from None
         # channels_last: the same numbers, 10-20% faster convolutions on CPU (benchmarks/speed.py).
-        self.model = self.learn.model.eval().to(memory_format=torch.channels_last)
+        self._torch_forward = TorchForward(self.learn.model)
+        self.model = self._torch_forward.model
         self.classes: list[str] = list(self.learn.dls.vocab)
         # The validation-mode transforms (split_idx=1): centred resize, no flips or lighting.
-        valid = self.learn.dls.valid
-        self._item = type(valid.after_item)(valid.after_item.fs, split_idx=1)
-        self._batch = type(valid.after_batch)(valid.after_batch.fs, split_idx=1)
+        self._input = LearnerInput(self.learn)
+        self._item, self._batch = self._input._item, self._input._batch
         trained_on_crops = self.card.get("input", "face crops") == "face crops"
         self.detect_faces = trained_on_crops if detect_faces is None else detect_faces
         # The detector the model was trained with, as its card records it (cards before RetinaFace: MTCNN).
@@ -122,27 +129,23 @@ class Classifier:
         #: Flip test-time augmentation: the mean of the photo's and its mirror image's probabilities.
         self.tta = self.card.get("inference", {}).get("tta") == "flip" if tta is None else tta
         self._torch = torch
+        wanted = engine or os.environ.get("SELFIEMASK_ENGINE") or "auto"
+        choice = choose_engine(self.model_path, self.card, wanted,
+                               torch.get_num_threads() if threads is None else threads)
+        #: ``torch``, ``onnx`` or ``int8``: what runs the forward pass; ``engine_note`` says which and why.
+        self.engine, self.engine_note = choice.name, choice.note
+        self._forward = choice.forward or self._torch_forward
 
     # -- the model --------------------------------------------------------
     def preprocess(self, images: list[Image.Image]):
         """A normalised batch, through the learner's own validation transforms."""
-        from fastai.vision.core import PILImage
-
-        torch = self._torch
-        tensors = [self._item((PILImage.create(img.convert("RGB")),))[0] for img in images]
-        # A plain tensor: a fastai TensorImage sends every layer through fastai's __torch_function__.
-        return self._batch((torch.stack(tensors),))[0].as_subclass(torch.Tensor)
+        return self._input(images)
 
     def classify(self, images: list[Image.Image], bs: int = 32) -> list[Verdict]:
-        """Verdicts for already-cropped images, in batches of ``bs``."""
-        torch = self._torch
+        """Verdicts for already-cropped images, in batches of ``bs`` (the flip augmentation in the same batch)."""
         out: list[Verdict] = []
         for i in range(0, len(images), bs):
-            x = self.preprocess(images[i:i + bs]).contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                probs = torch.softmax(self.model(x).float(), dim=1)
-                if self.tta:
-                    probs = (probs + torch.softmax(self.model(x.flip(3)).float(), dim=1)) / 2
+            probs = tta_probs(self._forward, self.preprocess(images[i:i + bs]).numpy(), self.tta)
             for row in probs.tolist():
                 k = max(range(len(row)), key=row.__getitem__)
                 out.append(Verdict(self.classes[k], row[k], dict(zip(self.classes, row))))

@@ -31,8 +31,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--allow-unverified-model", action="store_true",
                    help="load a model that has no card (MODEL.json) or whose card has no export_sha256 "
                         "(warned on every run; only for a model you made yourself)")
+    add_engine_option(p)
     p.add_argument("--distributed", action="store_true", help=DISTRIBUTED_HELP)
     return p
+
+
+def add_engine_option(p: argparse.ArgumentParser) -> None:
+    """``--engine``: what runs the forward pass, with what each costs and gives (also ``watch``)."""
+    from ..engines import ENGINE_HELP, ENGINES
+
+    p.add_argument("--engine", choices=ENGINES, default=None,
+                   help=("what runs the network (default: the SELFIEMASK_ENGINE setting, else auto). "
+                        + "; ".join(f"{k}: {v}" for k, v in ENGINE_HELP.items())
+                        + ". A graph whose sha256 differs from the model card is never run.").replace("%", "%%"))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -46,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         dist.setup(args.distributed)
         detect = False if args.whole_image else (True if args.faces else None)
         clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect,
-                         allow_unverified=args.allow_unverified_model)
+                         allow_unverified=args.allow_unverified_model, engine=args.engine)
     except (ModelError, ValueError) as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2

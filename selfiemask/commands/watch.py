@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..video import DEFAULT_SMOOTH
+from .predict import add_engine_option
 
 __all__ = ["add_parser", "run"]
 
@@ -42,6 +43,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="stop after N frames (default 0: until the source ends or Ctrl-C)")
     p.add_argument("--smooth", type=_positive, default=DEFAULT_SMOOTH, metavar="K",
                    help=f"average each face's verdict over its last K frames (default {DEFAULT_SMOOTH})")
+    add_engine_option(p)
     p.add_argument("--no-window", dest="display", action="store_false", default=None,
                    help="never open a window, even where one could be shown")
     return p
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         # The source first: a wrong camera index should not cost the seconds a model load takes.
         open_source(args.source).release()
-        clf = Classifier(args.model or DEFAULT_MODEL)
+        clf = Classifier(args.model or DEFAULT_MODEL, engine=args.engine)
+        _log(f"forward pass: {clf.engine_note}")
         result = watch(args.source, clf, out=args.out, every=args.every, max_frames=args.max_frames,
                        smooth=args.smooth, display=args.display, log=_log)
     except (WatchError, ModelError) as e:

@@ -1,0 +1,166 @@
+"""ONNX and int8 graphs of a learner: same answers as the learner, verified before use, refused when not."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from selfiemask.card import read_card, write_card
+from selfiemask.engines import choose_engine, export_onnx, graph_agreement, graph_path, passes, write_engines
+from selfiemask.images import list_labelled_images
+from selfiemask.predict import Classifier
+from selfiemask.synthetic import make_dataset, write_clip
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def copy_model(src: Path, dest: Path) -> Path:
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in src.parent.glob(src.stem + ".*"):
+        if f.suffix in (".pkl", ".json", ".onnx"):
+            shutil.copy(f, dest / f.name)
+    return dest / src.name
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> list[Path]:
+    """Generated photos the graphs are calibrated and checked on (another seed than the model's training)."""
+    return list_labelled_images(make_dataset(tmp_path_factory.mktemp("photos") / "data", per_class=20, size=64, seed=7))
+
+
+@pytest.fixture(scope="module")
+def engine_model(tiny_model, photos, tmp_path_factory) -> Path:
+    """The tiny model with its fp32 and int8 graphs and their measured agreement in its card."""
+    from selfiemask.safe_load import load_learner_safely
+
+    model = copy_model(tiny_model, tmp_path_factory.mktemp("engines"))
+    learn = load_learner_safely(model)
+    card = read_card(model)
+    card["engines"] = write_engines(learn, model, photos[::2], [(p, p.parent.name) for p in photos], tta=False)
+    write_card(model, card)
+    return model
+
+
+def probs(clf: Classifier, images) -> np.ndarray:
+    return np.array([[v.probs[c] for c in clf.classes] for v in clf.classify(images)])
+
+
+def test_onnx_gives_the_learners_probabilities(engine_model, photos):
+    from selfiemask.images import load_image
+
+    images = [load_image(p) for p in photos[:16]]
+    reference = Classifier(engine_model, engine="torch", detect_faces=False)
+    graph = Classifier(engine_model, engine="onnx", detect_faces=False)
+    assert (reference.engine, graph.engine) == ("torch", "onnx")
+    assert np.abs(probs(reference, images) - probs(graph, images)).max() < 1e-4
+    # The flip augmentation, crop and mirror in one batch: the mean of the learner's own two forward passes.
+    import torch
+
+    graph.tta = True
+    x = reference.preprocess(images)
+    with torch.inference_mode():
+        two = (torch.softmax(reference.model(x), 1) + torch.softmax(reference.model(x.flip(3)), 1)) / 2
+    assert np.abs(two.numpy() - probs(graph, images)).max() < 1e-4
+
+
+def test_auto_takes_the_fastest_graph_that_passes(engine_model):
+    """int8 when its measured agreement passes, else the fp32 graph (the tiny model's near-50/50 answers can
+    flip under int8: then the check keeps it out, as it should)."""
+    card = read_card(engine_model)
+    assert card["engines"]["int8"]["sha256"] and graph_path(engine_model, "int8").exists()
+    assert passes(card["engines"]["onnx"]["agreement"])[0], card["engines"]["onnx"]
+    expected = "int8" if passes(card["engines"]["int8"]["agreement"])[0] else "onnx"
+    assert Classifier(engine_model).engine == expected
+
+
+def test_a_tampered_graph_is_refused_and_torch_used(engine_model, tmp_path, capsys):
+    model = copy_model(engine_model, tmp_path)
+    g = graph_path(model, "int8")
+    data = bytearray(g.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    g.write_bytes(bytes(data))
+    clf = Classifier(model)
+    err = capsys.readouterr().err
+    assert clf.engine == "torch"
+    assert "refusing" in err and g.name in err and "sha256" in err and "torch" in err
+    assert Classifier(model, engine="int8").engine == "torch"  # asked for by hand: refused all the same
+    assert Classifier(model, engine="onnx").engine == "onnx"  # the untouched fp32 graph, asked for alone
+
+
+def test_the_agreement_check_refuses_a_graph_that_disagrees(engine_model, photos, tmp_path, capsys):
+    """Another model's graph (the tiny model with its last layer negated) in the int8 place, measured for real."""
+    import torch
+
+    from selfiemask.files import sha256_file
+    from selfiemask.safe_load import load_learner_safely
+
+    model = copy_model(engine_model, tmp_path)
+    learn = load_learner_safely(model)
+    other = copy.deepcopy(learn.model)
+    last = [m for m in other.modules() if isinstance(m, torch.nn.Linear)][-1]
+    last.weight.data.neg_()
+    if last.bias is not None:
+        last.bias.data.neg_()
+    g = export_onnx(other, (64, 64), graph_path(model, "int8"))
+    figures = graph_agreement(learn, g, [(p, p.parent.name) for p in photos], tta=False)
+    assert figures["same_label"] < 0.5
+    ok, why = passes(figures)
+    assert not ok and "label" in why
+    card = read_card(model)
+    card["engines"]["int8"].update(sha256=sha256_file(g), agreement=figures)
+    write_card(model, card)
+    choice = choose_engine(model, card, "auto", say=lambda m: print(m, file=sys.stderr))
+    assert choice.name == "onnx"  # the fp32 graph still passes
+    assert "fails its agreement check" in capsys.readouterr().err
+    assert Classifier(model, engine="int8").engine == "torch"
+
+
+def _predict(model: Path, engine: str, paths: list[Path]) -> list[dict]:
+    done = subprocess.run([sys.executable, "-m", "selfiemask", "predict", "--csv", "--faces", "--engine", engine,
+                           "--model", str(model), *map(str, paths)], capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return list(csv.DictReader(io.StringIO(done.stdout)))
+
+
+def test_predict_gives_the_same_verdicts_on_every_engine(engine_model, photos, astronaut, tmp_path):
+    astronaut.save(tmp_path / "astronaut.jpg")  # one real face: detection, crop, classify
+    paths = [tmp_path / "astronaut.jpg", *photos]
+    rows = {e: _predict(engine_model, e, paths) for e in ("torch", "onnx")}
+    labels = {e: [(r["path"], r["face"], r["label"]) for r in rs] for e, rs in rows.items()}
+    assert labels["torch"] == labels["onnx"]
+    conf = {e: np.array([float(r["confidence"]) for r in rs]) for e, rs in rows.items()}
+    assert np.abs(conf["torch"] - conf["onnx"]).max() < 1e-3  # CSV rounds to 4 places
+
+
+def test_watch_gives_the_same_verdicts_on_both_engines(engine_model, tmp_path):
+    pytest.importorskip("cv2")
+    from selfiemask.video import watch
+
+    clip = tmp_path / "clip.mp4"
+    write_clip(clip)
+    seen = {}
+    for engine in ("torch", "onnx"):
+        clf = Classifier(engine_model, engine=engine)
+        assert clf.engine == engine
+        r = watch(clip, clf, out=tmp_path / f"{engine}.mp4", display=False)
+        seen[engine] = [[(f.box, f.raw_label, f.label) for f in rec.faces] for rec in r.records]
+    assert any(seen["torch"]), "the clip's face was found"
+    assert seen["torch"] == seen["onnx"]
+
+
+def test_card_records_the_graphs(engine_model):
+    e = json.loads(engine_model.with_suffix(".json").read_text())["engines"]
+    for name in ("onnx", "int8"):
+        assert e[name]["file"] == graph_path(engine_model, name).name and len(e[name]["sha256"]) == 64
+        assert e[name]["agreement"]["photos"] == 40
+        assert set(e[name]["agreement"]["accuracy_per_class"]) == {"with_mask", "without_mask"}
+    assert e["calibration"]["with_mirrors"] == 2 * e["calibration"]["images"]
