@@ -28,6 +28,7 @@ __all__ = [
     "MOBILENET_V2_SOURCE",
     "WeightsError",
     "arch_function",
+    "arch_name",
     "mobilenet_v2_offline",
     "mobilenet_v2_split",
     "mobilenet_v2_weights_path",
@@ -102,3 +103,9 @@ def arch_function(name: str):
         _register()
         return mobilenet_v2_offline
     raise ValueError(f"unknown architecture {name!r}; choose one of {', '.join(ARCHES)}")
+
+
+def arch_name(arch) -> str:
+    """The ``--arch`` name of a fastai ``arch`` function (what the card records); another arch's own name."""
+    name = getattr(arch, "__name__", str(arch))
+    return "mobilenet_v2" if name == "mobilenet_v2_offline" else name

@@ -22,7 +22,7 @@ __all__ = ["CROP_SIDE", "MANIFEST", "SETTINGS", "CropSettings", "CropSummary", "
 MANIFEST = "crops.csv"
 SETTINGS = "crop_settings.json"
 FIELDS = ["source", "source_sha256", "label", "crop", "kind", "faces", "box", "prob", "error"]
-#: Crops are stored at most this large: training and inference use 192 px.
+#: Crops are stored at most this large: room for training's image size (settings.py) and its random crops.
 CROP_SIDE = 256
 
 

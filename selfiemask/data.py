@@ -24,14 +24,15 @@ from fastai.vision.all import (
 
 from .augment import PhoneConditions
 from .images import list_labelled_images
+from .settings import default
 
-__all__ = ["DEFAULT_SEED", "DEFAULT_SIZE", "DEFAULT_VALID_PCT", "THREE_CLASSES", "TWO_CLASSES", "HashSplitter",
+__all__ = ["DEFAULT_SEED", "DEFAULT_VALID_PCT", "THREE_CLASSES", "TWO_CLASSES", "HashSplitter",
            "LabelledImages", "batch_transforms", "is_valid_item", "item_transforms", "make_datablock", "make_dls",
            "split_key", "validation_items"]
 
-DEFAULT_SIZE = 192
-DEFAULT_VALID_PCT = 0.15
-DEFAULT_SEED = 42
+#: The project's split (TrainConfig's valid_pct and seed, written once in settings.py).
+DEFAULT_VALID_PCT: float = default("valid_pct")
+DEFAULT_SEED: int = default("seed")
 TWO_CLASSES = ["with_mask", "without_mask"]
 THREE_CLASSES = ["incorrect_mask", "with_mask", "without_mask"]
 
@@ -103,7 +104,7 @@ def batch_transforms():
             Normalize.from_stats(*imagenet_stats)]
 
 
-def make_datablock(size: int = DEFAULT_SIZE, classes: list[str] | None = None,
+def make_datablock(size: int = default("size"), classes: list[str] | None = None,
                    valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED) -> DataBlock:
     return DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(classes) if classes else None)),
@@ -115,7 +116,7 @@ def make_datablock(size: int = DEFAULT_SIZE, classes: list[str] | None = None,
     )
 
 
-def make_dls(path: str | Path, size: int = DEFAULT_SIZE, bs: int = 64, classes: list[str] | None = None,
+def make_dls(path: str | Path, size: int = default("size"), bs: int = default("bs"), classes: list[str] | None = None,
              valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED, num_workers: int | None = None):
     """DataLoaders over ``path/<class>/``; raises a clear error when a split would be empty."""
     path = Path(path)

@@ -26,10 +26,10 @@ def in_notebook() -> bool:
 
 #: The same advice in the two places training runs from: (command line, notebook 03's parameters).
 TERMS = {
-    "scratch": ("--no-pretrained", "`pretrained = False`"),
-    "require": ("--pretrained", "`pretrained = True`"),
-    "default": ("the default (no --pretrained)", "`pretrained = None`"),
-    "mobilenet": ("--arch mobilenet_v2", '`arch = "mobilenet_v2"`'),
+    "scratch": ("--no-pretrained", '`pretrained = "none"`'),
+    "require": ("--pretrained imagenet", '`pretrained = "imagenet"`'),
+    "default": ("--pretrained auto", '`pretrained = "auto"`'),
+    "mobilenet": ("--arch mobilenet_v2", "`mobilenet_v2` in `vision_learner`"),
     "force": ("--force", "`force = True`"),
 }
 

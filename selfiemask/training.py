@@ -1,26 +1,24 @@
-"""Training, step by step: the cells of notebook 03, and ``selfiemask train`` running them in one go.
+"""Training in fastai's own words: the project's choices as callbacks and small functions around fastai's calls.
 
-The steps are fastbook's chapter 2 with this project's choices, one method of
-:class:`Training` each::
+Notebook 03 reads like fastbook's chapter 2, and ``selfiemask train`` (:func:`train`) runs the same calls
+in the same order::
 
-    run = Training(TrainConfig(data_dir="data/clean"))
-    dls = run.dataloaders()        # face crops, the DataBlock, the seeded hash split
-    learn = run.learner()          # vision_learner: the architecture, from ImageNet weights or not
-    run.estimate()                 # how long the rest will take, from two timed steps
-    run.find_lr()                  # lr_find (fewer steps on few photos), or the rate given
-    run.fit()                      # fine_tune (ImageNet weights) or fit_one_cycle (from scratch)
-    interp = run.interpretation()  # ClassificationInterpretation: metrics, confusion matrix
-    run.top_losses(interp)         # the worst mistakes, titled in words
-    card = run.export()            # export, compare with the current model, replace it only if not worse
+    photos = face_crops(data_dir)                       # the largest face of each photo, cached
+    dls = DataBlock(..., splitter=HashSplitter(valid_pct, seed), ...).dataloaders(photos.folder, bs=...)
+    learn = vision_learner(dls, resnet34, pretrained=False, metrics=accuracy,
+                           cbs=[ModelCard(photos), SaveEachEpoch(out)])
+    start = start_from(learn, "shipped")                # the current model's weights, ImageNet's, or none
+    estimate_time(learn, epochs, fine_tune=start.pretrained)
+    lr = learn.lr_find(num_it=lr_find_steps(dls), suggest_funcs=trusted_valley).trusted_valley
+    learn.fine_tune(epochs, lr)                         # or learn.fit_one_cycle(epochs, lr) from scratch
+    interp = ClassificationInterpretation.from_learner(learn)
+    card = keep_if_better(learn, out, interp=interp)    # export with card; replace the current model only if
+                                                        # the new one is not worse on the same photos
 
-:func:`train` is exactly that sequence (plus the distributed bookkeeping).
-Nothing touches the current ``export.pkl`` and its card until the very end:
-the new model is exported in a work folder, compared with the current one on
-the same validation photos (``evaluate.compare_models``) and installed only
-when it does at least as well, or when forced (``card.install_model``); the
-model it replaces, or the new one when it is not installed, is kept in
-``models/history/`` (``card.keep_version``; ``selfiemask restore`` puts one
-back). Each epoch is checkpointed, so ``--resume`` continues a stopped run.
+Nothing touches the current ``export.pkl`` until :func:`keep_if_better`: the new model is exported into a
+work folder, compared with the current one on the same validation photos (``evaluate.compare_models``)
+and installed only when it does at least as well, or when forced; the model that is not current is kept
+in ``models/history/`` (``card.keep_version``; ``selfiemask restore`` puts one back).
 """
 
 from __future__ import annotations
@@ -35,26 +33,24 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastai.callback.core import Callback
+from fastai.callback.core import Callback, CancelEpochException, CancelFitException
 
 from . import distributed as dist
-from .card import ModelError, read_card, write_card
+from .card import ModelError, read_card, verify_model, write_card
 from .crops import MANIFEST, SETTINGS, CropSettings, crop_counts, crop_folder
-from .data import DEFAULT_SEED, DEFAULT_VALID_PCT, is_valid_item, make_dls
+from .data import HashSplitter, is_valid_item, make_datablock
 from .evaluate import class_metrics, compare_models, comparison_summary, judge, plot_top_losses, save_figure
 from .files import fingerprint, sha256_file
 from .history import install_model, keep_version, version_name
 from .images import list_labelled_images
-from .paths import default_crop_cache, history_dir
+from .paths import DEFAULT_MODEL, default_crop_cache, history_dir
 from .pretrained import PretrainedUnavailable, resolve_pretrained
+from .settings import TrainConfig, default, pretrained_choice
 
-__all__ = ["ARCH", "EPOCHS", "SIZE", "NoTrainingData", "SaveEachEpoch", "TrainConfig", "Training",
-           "WeightsMissing", "lr_find_steps", "train"]
+__all__ = ["FALLBACK_LR", "LR_RANGE", "ModelCard", "NoTrainingData", "SaveEachEpoch", "Start", "TrainConfig",
+           "TrainingPhotos", "WeightsMissing", "batch_size", "estimate_time", "face_crops", "keep_if_better",
+           "lr_find_steps", "start_from", "train", "trusted_valley"]
 
-ARCH = "resnet34"
-#: The shipped model's recipe (export.json): the notebook's and the command's defaults.
-EPOCHS = 14
-SIZE = 128
 #: lr_find's steps: fastai's 100 on a large set; on a small one about two epochs' worth, at least this many.
 LR_FIND_MIN_STEPS = 20
 #: Fewer batches than this an epoch, and the batch size shrinks (a 100-photo set would make 1 batch of 64).
@@ -64,33 +60,6 @@ FALLBACK_LR = 1e-3
 #: The rates lr_find's suggestion is trusted in: over 20 steps its curve is noisy, and on 100 photos it has
 #: suggested 4e-6 (a run that then learned nothing in 14 epochs) where other seeds gave 1e-3 and 2.5e-3.
 LR_RANGE = (1e-5, 1e-1)
-
-
-@dataclass
-class TrainConfig:
-    data_dir: Path
-    out: Path = Path("export.pkl")
-    epochs: int = EPOCHS
-    size: int = SIZE
-    bs: int = 64
-    pretrained: bool | None = None  # None: ImageNet weights when they can be had, else from scratch (said loudly)
-    crops: bool = True
-    crop_cache: Path | None = None
-    classes: list[str] | None = None
-    lr: float | None = None
-    freeze_epochs: int = 1
-    valid_pct: float = DEFAULT_VALID_PCT
-    seed: int = DEFAULT_SEED
-    resume: bool = False
-    callbacks: list = field(default_factory=list)  # extra fastai callbacks for the fit (e.g. a logger)
-    num_workers: int | None = None
-    notes: dict = field(default_factory=dict)
-    distributed: bool = False  # one of several processes started by torchrun / accelerate launch
-    arch: str = ARCH  # "resnet34" or "mobilenet_v2" (arches.py)
-    teacher: Path | None = None  # an export.pkl to distil from (distill.py)
-    distill_temperature: float = 4.0
-    distill_alpha: float = 0.7
-    force: bool = False  # replace the current model even when the new one does worse on the same photos
 
 
 # -- talking to people: the command line or a notebook ------------------------------------------------------------
@@ -107,10 +76,10 @@ def in_notebook() -> bool:
 
 #: The same advice in the two places training runs from: (command line, notebook 03's parameters).
 TERMS = {
-    "scratch": ("--no-pretrained", "`pretrained = False`"),
-    "require": ("--pretrained", "`pretrained = True`"),
-    "default": ("the default (no --pretrained)", "`pretrained = None`"),
-    "mobilenet": ("--arch mobilenet_v2", '`arch = "mobilenet_v2"`'),
+    "scratch": ("--no-pretrained", '`pretrained = "none"`'),
+    "require": ("--pretrained imagenet", '`pretrained = "imagenet"`'),
+    "default": ("--pretrained auto", '`pretrained = "auto"`'),
+    "mobilenet": ("--arch mobilenet_v2", "`mobilenet_v2` in `vision_learner`"),
     "force": ("--force", "`force = True`"),
 }
 
@@ -137,7 +106,7 @@ class NoTrainingData(_Plain, FileNotFoundError):
 
 
 class WeightsMissing(_Plain, PretrainedUnavailable):
-    """ImageNet weights were required (``pretrained = True`` / ``--pretrained``) and cannot be had."""
+    """ImageNet weights were required (``pretrained = "imagenet"``) and cannot be had."""
 
 
 WHERE_PHOTOS_COME_FROM = (
@@ -146,6 +115,32 @@ WHERE_PHOTOS_COME_FROM = (
     "  - your own photos, put in data/raw/with_mask/ and data/raw/without_mask/;\n"
     "then notebook 02 (02_clean.ipynb, or `selfiemask clean all`) checks them and writes data/clean/, the default.\n"
     "(The project's own training set, ../shared/data/train, is only beside the project's own checkout.)")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+# -- 1. the photos ------------------------------------------------------------------------------------------------
+@dataclass
+class TrainingPhotos:
+    """The labelled photos of a run and the folder the DataBlock reads (their face crops, or the photos).
+
+    ``valid_pct`` and ``seed`` are the project's split (:class:`data.HashSplitter`): kept here so the export
+    compares the old and new model on the same validation photos of ``source``.
+    """
+
+    source: Path
+    folder: Path
+    sources: list[Path]
+    classes: list[str] | None = None
+    valid_pct: float = default("valid_pct")
+    seed: int = default("seed")
+    card: dict = field(default_factory=dict)  # what the card says of the input: face crops or whole images
+
+    @property
+    def splitter(self) -> HashSplitter:
+        return HashSplitter(self.valid_pct, self.seed)
 
 
 def _photos(data_dir: Path, classes: list[str] | None) -> list[Path]:
@@ -157,470 +152,600 @@ def _photos(data_dir: Path, classes: list[str] | None) -> list[Path]:
     return sources
 
 
-def lr_find_steps(batches_per_epoch: int) -> int:
-    """fastai's 100 steps, or two epochs' worth when that is less (at least 20): on 100 photos, 100 steps of
-    64 would be 60 epochs of lr_find for a 14-epoch training."""
-    return max(LR_FIND_MIN_STEPS, min(100, 2 * batches_per_epoch))
+def face_crops(data_dir: str | Path, crops: bool = default("crops"), cache: str | Path | None = None,
+               classes: list[str] | None = None, valid_pct: float = default("valid_pct"),
+               seed: int = default("seed")) -> TrainingPhotos:
+    """The largest face of every photo, cropped (cached: a second run only looks at new or changed photos).
+
+    Training photos are framed very differently from selfies, and a whole-image model learns the framing
+    instead of the mask; the app and the CLI find faces first too. ``crops`` False trains on whole photos.
+    A folder made by the crop pass itself is used as it is.
+    """
+    data_dir = Path(data_dir)
+    sources = _photos(data_dir, classes)
+    counts = Counter(p.relative_to(data_dir).parts[0] for p in sources)
+    _log(f"{len(sources)} photos in {data_dir} (" + ", ".join(f"{n} {lbl}" for lbl, n in sorted(counts.items()))
+         + ")")
+    if (data_dir / MANIFEST).exists() and (data_dir / SETTINGS).exists():
+        folder = data_dir
+        card = {"input": "face crops", "detector": {**json.loads((data_dir / SETTINGS).read_text()),
+                                                    "counts": crop_counts(data_dir)}}
+        _log(f"{data_dir} is a face-crop folder: training on it as it is")
+    elif crops:
+        folder = Path(cache) if cache else default_crop_cache(data_dir)
+        _log(f"detecting faces in {len(sources)} photos (cached in {folder})")
+        summary = dist.on_main(crop_folder, data_dir, folder, classes, per_node=True)  # one writer per cache
+        _log(f"face crops: {summary.face} faces, {summary.whole} photos kept whole, {summary.failed} unreadable; "
+             f"{summary.reused} reused from the cache")
+        card = {"input": "face crops", "detector": {**CropSettings().as_dict(), "counts": crop_counts(folder)}}
+    else:
+        folder, card = data_dir, {"input": "whole images"}
+    return TrainingPhotos(data_dir, folder, sources, classes, valid_pct, seed, card)
 
 
-def _weights(requested: bool | None, arch: str) -> tuple[bool, str]:
-    """ImageNet weights or not, and how (for the card); ``None`` falls back to from scratch, saying why."""
-    from .arches import WeightsError
+def batch_size(photos: TrainingPhotos, bs: int = default("bs")) -> int:
+    """``bs``, or less when it would leave fewer than ``MIN_BATCHES`` batches an epoch (fastai drops the
+    last, partial batch: 85 photos in batches of 64 would train on one batch an epoch)."""
+    items = list_labelled_images(photos.folder, photos.classes)
+    n_train = sum(not is_valid_item(p, photos.valid_pct, photos.seed) for p in items)
+    if not n_train or n_train == len(items):
+        raise NoTrainingData(f"{photos.folder}: the split (valid_pct={photos.valid_pct}, seed={photos.seed}) leaves "
+                             f"{n_train} training and {len(items) - n_train} validation photos of {len(items)}: "
+                             "add photos, or change valid_pct or seed")
+    chosen = max(1, min(bs, max(8, n_train // MIN_BATCHES), n_train))
+    if chosen < bs:
+        _log(f"batch size {chosen} instead of {bs}: {n_train} training photos would make fewer than "
+             f"{MIN_BATCHES} batches an epoch")
+    return chosen
 
-    try:
-        return resolve_pretrained(requested, arch=arch)
-    except (PretrainedUnavailable, WeightsError) as e:
-        reason = str(e).splitlines()[0]
-    better = (f"{term('mobilenet')} fine-tunes MobileNetV2, whose ImageNet weights ship with the project, or put "
-              f"the weights file where it is looked for (above)")
-    if requested:
-        raise WeightsMissing(f"{reason}\n  Set {term('scratch')} to train from scratch (lower accuracy, most of all on "
-                             f"few photos; the card says so), or {better}.")
-    _log(f"*** No ImageNet weights for {arch}: {reason}\n"
-         f"*** Training FROM SCRATCH instead, as {term('default')} does without them: lower accuracy, most of all "
-         f"on few photos (the card says so). {term('require')} stops instead, {term('scratch')} skips this check; "
-         f"for ImageNet weights: {better}. ***")
-    return False, f"from scratch: no ImageNet weights could be had ({reason[:160]})"
+
+# -- 2. callbacks the learner carries -----------------------------------------------------------------------------
+class ModelCard(Callback):
+    """Records what training did, for the model card that :func:`keep_if_better` writes beside the export.
+
+    Every fit is recorded as it happened (epochs, frozen or not, the highest learning rate of each parameter
+    group, seconds), lr_find's runs apart; so a cell that calls ``fine_tune`` or ``fit_one_cycle`` with
+    other numbers is recorded truly. The photos, the start (:func:`start_from`) and a teacher are added
+    by whoever knows them. Nothing of this is pickled into the export (``keep_if_better`` removes it first).
+    """
+
+    order = 95  # after the schedulers: the learning rates it reads are the ones used
+
+    def __init__(self, photos: TrainingPhotos | None = None) -> None:
+        self.photos = photos
+        self.started = time.monotonic()
+        self.record: dict = {"fits": [], "lr_find": []}
+        self.lr_curve: tuple[list[float], list[float]] | None = None
+
+    def before_fit(self) -> None:
+        if hasattr(self.learn, "gather_preds"):  # get_preds runs the fit events too: not a fit (as fastai's
+            self.run = False                     # SaveModelCallback tells them apart); fastai resets it after
+            return
+        self._finder = hasattr(self.learn, "lr_finder")
+        frozen = getattr(self.opt, "frozen_idx", 0) > 0 if self.opt is not None else False
+        self._fit = {"epochs": self.n_epoch, "frozen": frozen, "lr_max": None, "steps": 0}
+        self._t0 = time.monotonic()
+
+    def after_batch(self) -> None:
+        if not self.training or self.opt is None:
+            return
+        lrs = [h["lr"] for h in self.opt.hypers]
+        seen = self._fit["lr_max"]
+        self._fit["lr_max"] = lrs if seen is None else [max(a, b) for a, b in zip(seen, lrs)]
+        self._fit["steps"] += 1
+
+    def after_fit(self) -> None:
+        self.record["world_size"] = dist.world_size()  # read now: the main process validates and exports alone
+        self._fit["seconds"] = round(time.monotonic() - self._t0, 1)
+        if self._fit["lr_max"]:
+            self._fit["lr_max"] = [float(f"{v:.3g}") for v in self._fit["lr_max"]]
+        if self._finder:
+            self.record["lr_find"].append({"steps": self._fit["steps"], "seconds": self._fit["seconds"]})
+            rec = self.learn.recorder  # the next fit overwrites it: the curve is kept for the saved figure
+            self.lr_curve = ([float(v) for v in rec.lrs], [float(v) for v in rec.losses])
+        elif self._fit["steps"] or not self.record["fits"]:
+            self.record["fits"].append(self._fit)
 
 
 class SaveEachEpoch(Callback):
     """Saves model and optimiser after every epoch, with the settings, so a stopped run can resume.
 
-    Like fastai's ``SaveModelCallback``: a top-level class configured in
-    ``__init__``; ``checkpoint.json`` beside the weights says how many epochs
-    are done and with which settings.
+    Like fastai's ``SaveModelCallback``: configured in ``__init__``. ``checkpoint.json`` in the work folder
+    beside ``out`` says which fit (``fine_tune`` makes two) and how many of its epochs are done, and with
+    which settings. With ``resume``, finished fits are skipped and the interrupted one continues after its
+    last saved epoch, whatever fastai calls made them.
     """
 
     order = 90
 
-    def __init__(self, work: Path, settings: dict) -> None:
-        self.work, self.settings = work, settings
-        self.meta = work / "checkpoint.json"
+    def __init__(self, out: str | Path, settings: dict | None = None, resume: bool = False) -> None:
+        self.work = work_folder(out)
+        self.settings, self.resume = settings or {}, resume
+        self.meta = self.work / "checkpoint.json"
+        self.lr_used: float | None = None  # recorded with each checkpoint: a resumed run needs no lr_find
+        self.fit_no = 0
+        self._skip = 0
 
-    def done_epochs(self) -> int:
+    def after_create(self) -> None:
+        # Checkpoints and lr_find's temporary weights go to the work folder, not beside the photos.
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.learn.path, self.learn.model_dir = self.work, "."
+
+    def saved(self) -> dict:
+        """The checkpoint's record when it was made with these settings, else ``{}``."""
         if not self.meta.exists():
-            return 0
+            return {}
         meta = json.loads(self.meta.read_text())
-        saved = {k: v for k, v in meta.get("settings", {}).items() if k != "lr_used"}
-        return meta["epochs_done"] if saved == self.settings else 0
+        return meta if meta.get("settings") == self.settings else {}
 
-    def after_epoch(self):
-        self.learn.save("checkpoint", with_opt=True)  # fastai saves on rank 0 only
+    def before_fit(self) -> None:
+        if hasattr(self.learn, "lr_finder") or hasattr(self.learn, "gather_preds"):
+            self.run = False  # lr_find or get_preds: not a fit to count or save (fastai resets it after)
+            return
+        self.fit_no += 1
+        self._skip = 0
+        saved = self.saved() if self.resume else {}
+        if not saved or saved["fit"] < self.fit_no:
+            return
+        if saved["fit"] > self.fit_no:  # finished before the interruption (fine_tune's frozen part)
+            _log(f"resuming: fit {self.fit_no} was finished before the interruption, skipped")
+            raise CancelFitException()
+        self.learn.load(self.work / "checkpoint", with_opt=True)
+        self._skip = saved["epochs_done"]
+        _log(f"resuming after epoch {self._skip} of {self.n_epoch}")
+
+    def before_epoch(self) -> None:
+        if self._skip > 0 and self.epoch < self._skip:
+            raise CancelEpochException()
+
+    def after_epoch(self) -> None:
+        if self._skip > 0 and self.epoch < self._skip:
+            return
+        self.learn.save(self.work / "checkpoint", with_opt=True)  # fastai saves on rank 0 only
         if dist.is_main():
-            self.meta.write_text(json.dumps({"epochs_done": self.epoch + 1, "settings": self.settings}))
+            self.meta.write_text(json.dumps({"fit": self.fit_no, "epochs_done": self.epoch + 1,
+                                             "lr_used": self.lr_used, "settings": self.settings}))
 
 
-#: Settings that do not change what is trained: a checkpoint made with other values still resumes.
-_NOT_SETTINGS = {"resume", "num_workers", "notes", "out", "callbacks", "force"}
+def work_folder(out: str | Path) -> Path:
+    """Checkpoints, figures and the new model until judged: ``.<name>.work/`` beside the model."""
+    out = Path(out)
+    return out.parent / f".{out.stem}.work"
 
 
-class Training:
-    """One training run, one step per method, in the order of the module docstring.
+# -- 3. where the weights start ----------------------------------------------------------------------------------
+@dataclass
+class Start:
+    """Where a learner's weights came from: ``pretrained`` True means fine-tune (fastai's ``fine_tune``)."""
 
-    The steps share what they make (data loaders, learner, learning rate,
-    metrics) through this object; each says what it did in a line or two, and
-    a figure shows in a notebook and is saved beside the model.
+    kind: str  # "shipped", "imagenet" or "none"
+    pretrained: bool
+    weights: str  # for the card, in words
+
+
+def _arch_name(learn) -> str:
+    from .arches import arch_name
+
+    return arch_name(getattr(learn, "arch", None))
+
+
+def _shipped_start(learn, model: Path) -> Start | str:
+    """The current model's weights in ``learn`` (a Start), or why they cannot be (a str)."""
+    from .safe_load import UnsafeModelError, load_learner_safely
+
+    if not model.exists():
+        return f"there is no model at {model}"
+    try:
+        card = verify_model(model)
+        shipped = load_learner_safely(model)
+    except (ModelError, UnsafeModelError) as e:
+        return f"{model} cannot be loaded ({str(e).splitlines()[0][:200]})"
+    if list(shipped.dls.vocab) != list(learn.dls.vocab):
+        return f"{model} has the classes {list(shipped.dls.vocab)}, this training {list(learn.dls.vocab)}"
+    try:
+        learn.model.load_state_dict(shipped.model.state_dict())
+    except RuntimeError:
+        return f"{model} is a {card.get('architecture', 'other architecture')}, not a {_arch_name(learn)}"
+    acc = card.get("validation", {}).get("accuracy")
+    score = f", {acc:.1%} on its validation photos" if acc is not None else ""
+    recorder = getattr(learn, "model_card", None)
+    if recorder is not None and card.get("inference"):
+        recorder.record["inference"] = card["inference"]  # served as its start was (e.g. flip TTA)
+    return Start("shipped", True, f"the current model {model} (sha256 {card.get('export_sha256', '?')[:16]}…, "
+                                  f"{card.get('architecture', '?')}{score})")
+
+
+def _resolve(required: bool, name: str) -> tuple[bool, str]:
+    """Whether ImageNet weights for ``name`` can be had, and how (or why not, in its first line)."""
+    from .arches import WeightsError
+
+    try:
+        return True, resolve_pretrained(True if required else None, arch=name)[1]
+    except (PretrainedUnavailable, WeightsError) as e:
+        return False, str(e).splitlines()[0]
+
+
+def _imagenet_start(learn, required: bool) -> Start:
+    """ImageNet weights in the learner's body when they can be had; else from scratch (said), or a stop."""
+    from fastai.vision.learner import _default_meta, create_body, model_meta
+
+    name = _arch_name(learn)
+    found, how = dist.on_main(_resolve, required, name, per_node=True)  # one download a machine
+    if not found:
+        reason = how
+        better = (f"{term('mobilenet')} fine-tunes MobileNetV2, whose ImageNet weights ship with the project, or "
+                  f"put the weights file where it is looked for (above)")
+        if required:
+            raise WeightsMissing(f"{reason}\n  Set {term('scratch')} to train from scratch (lower accuracy, most of "
+                                 f"all on few photos; the card says so), or {better}.") from None
+        _log(f"*** No ImageNet weights for {name}: {reason}\n*** Training FROM SCRATCH instead: lower accuracy, "
+             f"most of all on few photos (the card says so). {term('require')} stops instead, {term('scratch')} "
+             f"skips this check; for ImageNet weights: {better}. ***")
+        return Start("none", False, f"from scratch: no ImageNet weights could be had ({reason[:160]})")
+    arch = learn.arch
+    meta = model_meta.get(arch, _default_meta)
+    model = arch(weights=meta["weights"]) if "weights" in meta else arch(pretrained=True)
+    learn.model[0].load_state_dict(create_body(model, 3, True, meta["cut"]).state_dict())
+    return Start("imagenet", True, how)
+
+
+def start_from(learn, pretrained: str | bool | None = default("pretrained"), model: str | Path = DEFAULT_MODEL
+               ) -> Start:
+    """Put the chosen starting weights in ``learn`` (made by ``vision_learner(..., pretrained=False)``).
+
+    ``"shipped"``: the project's current model (``model``), the best start for the same classes: a ResNet34
+    that already knows masks, where ImageNet weights cannot be downloaded here and 100 photos from scratch
+    train a model at chance. When it cannot serve (other classes or architecture, missing), ImageNet
+    weights if they can be had, else from scratch, said in a line. ``"imagenet"``: ImageNet weights or a
+    stop; ``"auto"``: ImageNet weights or from scratch; ``"none"``: from scratch. With weights, the body is
+    frozen as ``vision_learner(pretrained=True)`` leaves it, for ``lr_find`` and ``fine_tune``.
     """
+    choice = pretrained_choice(pretrained)
+    start: Start | str
+    if choice == "shipped":
+        start = _shipped_start(learn, Path(model))
+        if isinstance(start, str):
+            _log(f"not starting from the current model: {start}; ImageNet weights instead when they can be had")
+            start = _imagenet_start(learn, required=False)
+    elif choice in ("imagenet", "auto"):
+        start = _imagenet_start(learn, required=choice == "imagenet")
+    else:
+        start = Start("none", False, "from scratch (pretrained none)")
+    if start.pretrained:
+        learn.freeze()
+    card = getattr(learn, "model_card", None)
+    if card is not None:
+        card.record["start"] = {"kind": start.kind, "pretrained": start.pretrained, "weights": start.weights}
+    n_params = sum(p.numel() for p in learn.model.parameters())
+    how = "fine_tune" if start.pretrained else "fit_one_cycle from scratch"
+    _log(f"{_arch_name(learn)}, {n_params / 1e6:.1f} M parameters, starting from {start.weights}: {how}")
+    return start
 
-    def __init__(self, cfg: TrainConfig) -> None:
-        self.cfg = cfg
-        self.started = time.monotonic()
-        dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
-        self.data_dir, self.out = Path(cfg.data_dir), Path(cfg.out)
-        self.work = self.out.parent / f".{self.out.stem}.work"  # checkpoints, figures, the new model until judged
-        self.sources = _photos(self.data_dir, cfg.classes)
-        self.card: dict = {"format": 1}
-        self.dls = self.learn = None
-        self.lr: float | None = cfg.lr
-        self.lr_info: dict = {}
-        self.start_epoch = 0
-        self.extra_cbs: list = []
-        self.distillation: dict = {}
-        self.timing: dict = {}
-        counts = Counter(p.relative_to(self.data_dir).parts[0] for p in self.sources)
-        _log(f"{len(self.sources)} photos in {self.data_dir} ("
-             + ", ".join(f"{n} {label}" for label, n in sorted(counts.items())) + ")")
-        _log(self._current_model_note())
 
-    def _current_model_note(self) -> str:
-        if not self.out.exists():
-            return f"the new model will be {self.out} (there is none yet)"
-        try:
-            v = read_card(self.out).get("validation", {})
-        except ModelError:
-            v = {}
-        score = f" ({v['accuracy']:.1%} on its {v['n']} validation photos)" if "accuracy" in v else ""
-        rule = "replaced by the new one in any case" if self.cfg.force else \
-            "replaced only if the new one does at least as well on the same validation photos"
-        return (f"the current model {self.out}{score} will be {rule}; "
-                f"either way both are kept ({history_dir(self.out)}/)")
+# -- 4. how long, and at which rate ------------------------------------------------------------------------------
+def lr_find_steps(dls_or_batches) -> int:
+    """fastai's 100 steps, or two epochs' worth when that is less (at least 20): on 100 photos, 100 steps of
+    64 would be 60 epochs of lr_find for a 14-epoch training."""
+    batches = dls_or_batches if isinstance(dls_or_batches, int) else len(dls_or_batches.train)
+    return max(LR_FIND_MIN_STEPS, min(100, 2 * batches))
 
-    def _figure(self, name: str) -> Path:
-        return self.work / f"{self.out.stem}.{name}.png"
 
-    # -- 1. data ------------------------------------------------------------------------------------------------
-    def dataloaders(self):
-        """Face crops (cached), then the DataBlock of ``data.py`` over them: fastai's ``DataLoaders``."""
-        cfg, data_dir = self.cfg, self.data_dir
-        if (data_dir / MANIFEST).exists() and (data_dir / SETTINGS).exists():
-            # A crop folder made earlier (by crop_folder): train on it as it is.
-            train_dir = data_dir
-            self.card["input"] = "face crops"
-            self.card["detector"] = json.loads((data_dir / SETTINGS).read_text())
-            self.card["detector"]["counts"] = crop_counts(data_dir)
-            _log(f"{data_dir} is a face-crop folder: training on it as it is")
-        elif cfg.crops:
-            cache = cfg.crop_cache or default_crop_cache(data_dir)
-            _log(f"detecting faces in {len(self.sources)} photos (cached in {cache})")
-            summary = dist.on_main(crop_folder, data_dir, cache, cfg.classes, per_node=True)  # one writer per cache
-            _log(f"face crops: {summary.face} faces, {summary.whole} photos kept whole, {summary.failed} unreadable; "
-                 f"{summary.reused} reused from the cache")
-            train_dir = cache
-            self.card["input"] = "face crops"
-            self.card["detector"] = {**CropSettings().as_dict(), "counts": crop_counts(cache)}
-        else:
-            train_dir = data_dir
-            self.card["input"] = "whole images"
-        self.train_dir = train_dir
+def estimate_time(learn, epochs: int, fine_tune: bool = False, lr_find: bool = True) -> dict:
+    """Time two training steps on a copy of the model and say how long lr_find and the fit should take.
 
-        from fastai.torch_core import set_seed
+    The copy keeps the learner untouched, and the random state is put back, so the estimate changes
+    nothing of the run. Loading and augmenting a batch is timed too.
+    """
+    import copy
 
-        set_seed(cfg.seed)
-        self.bs = self._batch_size(train_dir)
-        self.dls = make_dls(train_dir, cfg.size, self.bs, cfg.classes, cfg.valid_pct, cfg.seed, cfg.num_workers)
-        _log(f"classes {list(self.dls.vocab)}: {len(self.dls.train_ds)} training, {len(self.dls.valid_ds)} "
-             f"validation images of {cfg.size} px, {len(self.dls.train)} batches of {self.bs} an epoch")
-        return self.dls
+    from fastai.torch_core import get_random_states, set_random_states
 
-    def _batch_size(self, train_dir: Path) -> int:
-        """``cfg.bs``, or less when it would leave fewer than ``MIN_BATCHES`` batches an epoch (fastai drops the
-        last, partial batch: 85 photos in batches of 64 would train on one batch an epoch)."""
-        cfg = self.cfg
-        n_train = sum(not is_valid_item(p, cfg.valid_pct, cfg.seed) for p in list_labelled_images(train_dir,
-                                                                                                   cfg.classes))
-        bs = max(1, min(cfg.bs, max(8, n_train // MIN_BATCHES), n_train))
-        if bs < cfg.bs:
-            _log(f"batch size {bs} instead of {cfg.bs}: {n_train} training photos would make fewer than "
-                 f"{MIN_BATCHES} batches an epoch")
-        return bs
-
-    # -- 2. learner ---------------------------------------------------------------------------------------------
-    def learner(self):
-        """``vision_learner`` over the chosen architecture, from ImageNet weights or from scratch (said which)."""
-        from fastai.vision.all import accuracy, vision_learner
-
-        from .arches import arch_function
-
-        cfg = self.cfg
-        if self.dls is None:
-            raise RuntimeError("run dataloaders() first")
-        arch = arch_function(cfg.arch)
-        self.pretrained, self.weights = dist.on_main(_weights, cfg.pretrained, cfg.arch, per_node=True)  # one download
-        learn = vision_learner(self.dls, arch, pretrained=self.pretrained, metrics=accuracy)
-        if self.dls.device.type == "cuda":
-            learn.to_fp16()  # mixed precision on a GPU; the export is converted back to float32
-        self.work.mkdir(parents=True, exist_ok=True)
-        learn.path, learn.model_dir = self.work, "."
-        settings = {k: str(v) for k, v in vars(cfg).items() if k not in _NOT_SETTINGS}
-        self.ckpt = SaveEachEpoch(self.work, settings)
-        self.start_epoch = self.ckpt.done_epochs() if cfg.resume else 0
-        if self.start_epoch:
-            meta = json.loads(self.ckpt.meta.read_text())
-            self.lr = meta["settings"].get("lr_used", self.lr)
-            learn.load("checkpoint", with_opt=True)
-            _log(f"resuming after epoch {self.start_epoch} of {cfg.epochs}")
-        if cfg.teacher:
-            from .distill import KnowledgeDistillation
-
-            teacher_model, self.distillation = _load_teacher(Path(cfg.teacher), list(self.dls.vocab))
-            self.distillation.update(
-                temperature=cfg.distill_temperature, alpha=cfg.distill_alpha,
-                method="Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T), "
-                       "teacher on the same augmented batch (selfiemask.distill)")
-            self.extra_cbs.append(KnowledgeDistillation(teacher_model, cfg.distill_temperature, cfg.distill_alpha))
-            _log(f"distilling from {cfg.teacher} ({self.distillation['architecture']}), "
-                 f"T={cfg.distill_temperature}, alpha={cfg.distill_alpha}")
-        n_params = sum(p.numel() for p in learn.model.parameters())
-        how = f"fine_tune from {self.weights}" if self.pretrained else "fit_one_cycle from scratch"
-        _log(f"vision_learner({cfg.arch}, pretrained={self.pretrained}): {n_params / 1e6:.1f} M parameters, {how}")
-        self.learn = learn
-        return learn
-
-    # -- 3. how long --------------------------------------------------------------------------------------------
-    def _lr_steps(self) -> int:
-        return 0 if self.lr is not None else lr_find_steps(len(self.dls.train))
-
-    def _fit_epochs(self) -> int:
-        cfg = self.cfg
-        if self.pretrained and not self.start_epoch and cfg.epochs:
-            return cfg.freeze_epochs + cfg.epochs
-        return max(0, cfg.epochs - self.start_epoch)
-
-    def estimate(self) -> dict:
-        """Time two training steps on a copy of the model and say how long lr_find and the fit should take.
-
-        The copy keeps the learner untouched, and the random state is put back, so
-        the estimate changes nothing of the run. Loading and augmenting a batch is
-        timed too (here in one process; the fit's workers overlap it with compute).
-        """
-        import copy
-
-        from fastai.torch_core import get_random_states, set_random_states
-
-        learn, dls = self.learn, self.dls
-        if learn is None:
-            raise RuntimeError("run learner() first")
-        states = get_random_states()
-        try:
+    dls = learn.dls
+    states = get_random_states()
+    try:
+        t0 = time.perf_counter()
+        xb, yb = dls.train.one_batch()
+        load = time.perf_counter() - t0
+        model = copy.deepcopy(learn.model).train()
+        steps = []
+        for _ in range(2):
             t0 = time.perf_counter()
-            xb, yb = dls.train.one_batch()
-            load = time.perf_counter() - t0
-            model = copy.deepcopy(learn.model).train()
-            steps = []
-            for _ in range(2):
-                t0 = time.perf_counter()
-                learn.loss_func(model(xb), yb).backward()
-                model.zero_grad(set_to_none=True)
-                steps.append(time.perf_counter() - t0)
-            del model
-        finally:
-            set_random_states(**states)
-        per_step = min(steps) + load
-        per_epoch = (len(dls.train) * per_step + len(dls.valid) * min(steps) / 3) / dist.world_size()
-        lr_steps, epochs = self._lr_steps(), self._fit_epochs()
-        est = {"step_seconds": round(per_step, 2), "lr_find_seconds": round(lr_steps * per_step),
-               "epoch_seconds": round(per_epoch, 1), "epochs": epochs}
-        est["seconds"] = round(est["lr_find_seconds"] + epochs * per_epoch)
-        self.timing["estimate"] = est
-        lr_part = f"lr_find {lr_steps} steps ~{_duration(est['lr_find_seconds'])}" if lr_steps else "no lr_find"
-        _log(f"estimated time: about {_duration(est['seconds'])} ({lr_part}; {epochs} epochs of "
-             f"{len(dls.train)} batches ~{_duration(per_epoch)} each), from two timed steps of {len(xb)} images "
-             f"({per_step:.2f} s each with loading); then validation, export and the comparison")
-        return est
+            learn.loss_func(model(xb), yb).backward()
+            model.zero_grad(set_to_none=True)
+            steps.append(time.perf_counter() - t0)
+        del model
+    finally:
+        set_random_states(**states)
+    per_step = min(steps) + load
+    per_epoch = (len(dls.train) * per_step + len(dls.valid) * min(steps) / 3) / dist.world_size()
+    lr_steps = lr_find_steps(dls) if lr_find else 0
+    n_epochs = epochs + (1 if fine_tune else 0)
+    est = {"step_seconds": round(per_step, 2), "lr_find_seconds": round(lr_steps * per_step),
+           "epoch_seconds": round(per_epoch, 1), "epochs": n_epochs}
+    est["seconds"] = round(est["lr_find_seconds"] + n_epochs * per_epoch)
+    card = getattr(learn, "model_card", None)
+    if card is not None:
+        card.record["estimate"] = est
+    lr_part = f"lr_find {lr_steps} steps ~{_duration(est['lr_find_seconds'])}" if lr_steps else "no lr_find"
+    _log(f"estimated time: about {_duration(est['seconds'])} ({lr_part}; {n_epochs} epochs of {len(dls.train)} "
+         f"batches ~{_duration(per_epoch)} each), from two timed steps of {len(xb)} images ({per_step:.2f} s each "
+         "with loading); then validation, export and the comparison")
+    return est
 
-    # -- 4. learning rate ---------------------------------------------------------------------------------------
-    def find_lr(self) -> float:
-        """fastai's ``lr_find`` (its plot shown and saved) and its ``valley`` suggestion, or the rate given."""
-        if self.learn is None:
-            raise RuntimeError("run learner() first")
-        if self.lr is not None:
-            why = "of the interrupted run" if self.start_epoch else "given"
-            _log(f"learning rate {self.lr:.2g} ({why}): lr_find skipped")
-            return self.lr
-        steps = self._lr_steps()
-        t0 = time.monotonic()
-        self.lr, self.lr_info = dist.on_main(_find_lr, self.learn, self.pretrained, self._figure("lr_find"), steps,
-                                             in_notebook())  # one rate for every process
-        self.timing["lr_find_seconds"] = round(time.monotonic() - t0)
-        return self.lr
 
-    # -- 5. fit -------------------------------------------------------------------------------------------------
-    def fit(self) -> None:
-        """``fine_tune`` from ImageNet weights (a frozen epoch, then all layers), else ``fit_one_cycle``."""
-        cfg, learn, lr = self.cfg, self.learn, self.lr
-        if learn is None or lr is None:
-            raise RuntimeError("run learner() and find_lr() first")
-        self.ckpt.settings["lr_used"] = lr
-        cbs = [self.ckpt, *cfg.callbacks, *self.extra_cbs]
-        t0 = time.monotonic()
-        with dist.distrib_ctx(learn):  # DDP through fastai + Accelerate; nothing in a single process
-            if self.pretrained:
-                if not self.start_epoch:
-                    learn.fine_tune(cfg.epochs, base_lr=lr, freeze_epochs=cfg.freeze_epochs, cbs=cbs)
-                else:
-                    learn.unfreeze()
-                    learn.fit_one_cycle(cfg.epochs, slice(lr / 100, lr / 2), start_epoch=self.start_epoch, cbs=cbs)
-                self.schedule = {"freeze_epochs": cfg.freeze_epochs, "unfrozen_epochs": cfg.epochs,
-                                 "lr_max": [lr / 100, lr / 2]}
-            else:
-                learn.fit_one_cycle(cfg.epochs, lr, start_epoch=self.start_epoch, cbs=cbs)
-                self.schedule = {"epochs": cfg.epochs, "lr_max": lr}
-        self.timing["fit_seconds"] = round(time.monotonic() - t0)
-        self.world_size = dist.world_size()  # read now: the main process validates and exports alone
+def trusted_valley(lrs, losses, num_it):
+    """fastai's ``valley`` suggestion, or :data:`FALLBACK_LR` when the curve is too short or noisy to read.
 
-    # -- 6. interpretation --------------------------------------------------------------------------------------
-    def interpretation(self):
-        """fastai's ``ClassificationInterpretation`` of the validation photos: per-class figures, confusion matrix."""
-        import matplotlib.pyplot as plt
-        from fastai.vision.all import ClassificationInterpretation
+    A ``suggest_funcs`` for ``learn.lr_find``: over 20 steps on few photos the curve can end before a
+    valley shows (fastai's ``valley`` then fails) or point far outside ``LR_RANGE``.
+    """
+    from fastai.callback.schedule import valley
 
-        learn = self.learn
-        dl = learn.dls.valid.new(shuffle=False, drop_last=False)
-        preds, targs, losses = learn.get_preds(dl=dl, with_loss=True)  # one pass for the metrics and the losses
-        interp = ClassificationInterpretation(learn, dl, losses)
-        vocab = list(learn.dls.vocab)
-        self.metrics = m = class_metrics(targs.tolist(), preds.argmax(1).tolist(), vocab)
-        lines = [f"validation accuracy {m['accuracy']:.1%} on {m['n']} photos"]
-        lines += [f"  {c:14s} precision {v['precision']:.3f}  recall {v['recall']:.3f}  n={v['support']}"
-                  for c, v in m["per_class"].items()]
-        _log("\n".join(lines))
-        interp.plot_confusion_matrix(title=f"validation, {m['n']} photos")
-        save_figure(plt.gcf(), self._figure("confusion"), show=in_notebook())
-        return interp
+    low, high = LR_RANGE
+    try:
+        lr, point = valley(lrs, losses, num_it)
+    except (IndexError, RuntimeError, ValueError) as e:
+        _log(f"lr_find could not suggest a rate ({type(e).__name__}: {e}); training at {FALLBACK_LR:g}")
+        return FALLBACK_LR, (FALLBACK_LR, float(losses[-1]) if len(losses) else 0.0)
+    if not low <= lr <= high:
+        _log(f"lr_find suggests {lr:.2g}: outside {low:g}-{high:g}, a curve too noisy to read ({num_it} steps); "
+             f"training at {FALLBACK_LR:g} instead (set the learning rate to choose another)")
+        return FALLBACK_LR, point
+    _log(f"lr_find suggests {lr:.2g} (valley): training at that rate")
+    return lr, point
 
-    def top_losses(self, interp, k: int = 9) -> None:
-        """The ``k`` validation photos with the highest loss, titled label / verdict / confidence / loss / file."""
-        save_figure(plot_top_losses(interp, k), self._figure("top_losses"), show=in_notebook())
 
-    # -- 7. export ----------------------------------------------------------------------------------------------
-    def export(self) -> dict:
-        """Export the learner with its card, then replace the current model only if the new one is not worse.
+# -- 5. export, compare, keep the better one ---------------------------------------------------------------------
+def _metrics(learn) -> dict:
+    """Per-class precision and recall on the validation set (accuracy alone hides a class the model ignores)."""
+    preds, targs = learn.get_preds(dl=learn.dls.valid.new(shuffle=False, drop_last=False))[:2]
+    return class_metrics(targs.tolist(), preds.argmax(1).tolist(), list(learn.dls.vocab))
 
-        The new model is exported into the work folder first. With no current model
-        it is installed. Otherwise both are run on the same validation photos of
-        ``data_dir``: if the new one does at least as well (or ``force``), the current
-        one is kept in ``models/history/`` and the new one installed; if not, the
-        current one stays, byte for byte, and the new one is kept in the history
-        instead. Returns the new model's card; its ``re_export`` says what happened.
-        """
-        import fastai
-        import torch
 
-        cfg, learn, dls = self.cfg, self.learn, self.dls
-        self.work.mkdir(parents=True, exist_ok=True)
-        staged = self.work / self.out.name
-        tmp = staged.with_name(staged.name + ".tmp")
+def _figures(learn, interp, figure: callable, lr_curve=None) -> None:
+    """lr_find's curve, the confusion matrix and the top losses, saved beside the model (the notebook shows
+    fastai's own as it goes; the command line has only these)."""
+    import matplotlib.pyplot as plt
+    from fastai.vision.all import ClassificationInterpretation
+
+    if lr_curve:
+        fig, ax = plt.subplots()
+        ax.plot(*lr_curve)
+        ax.set(xscale="log", xlabel="learning rate", ylabel="loss", title="lr_find")
+        used = [f["lr_max"][-1] for f in getattr(learn.model_card, "record", {}).get("fits", []) if f["lr_max"]]
+        for lr in used[:1]:  # the first fit: lr itself (fine_tune halves it for the unfrozen part)
+            ax.axvline(lr, color="tab:orange", label=f"trained at {lr:.2g}")
+            ax.legend()
+        save_figure(fig, figure("lr_find"))
+    interp = interp or ClassificationInterpretation.from_learner(learn)
+    interp.plot_confusion_matrix(title=f"validation, {len(interp.losses)} photos")
+    save_figure(plt.gcf(), figure("confusion"))
+    save_figure(plot_top_losses(interp, 9), figure("top_losses"))
+
+
+def keep_if_better(learn, out: str | Path, force: bool = default("force"), interp=None) -> dict:
+    """Export the learner with its card, then replace the model at ``out`` only if the new one is not worse.
+
+    The new model is exported into the work folder first. With no current model it is installed.
+    Otherwise both run on the same validation photos: if the new one does at least as well (or
+    ``force``), the current one is kept in ``models/history/`` and the new one installed; if not, the
+    current one stays, byte for byte, and the new one is kept in the history instead. Returns the new
+    model's card; its ``re_export`` says what happened, in words.
+    """
+    import fastai
+    import torch
+
+    out = Path(out)
+    recorder: ModelCard | None = getattr(learn, "model_card", None)
+    photos = recorder.photos if recorder else None
+    record = {**recorder.record, "seconds": round(time.monotonic() - recorder.started)} if recorder else {}
+    work = work_folder(out)
+    work.mkdir(parents=True, exist_ok=True)
+    staged = work / out.name
+
+    metrics = _metrics(learn)
+    lines = [f"validation accuracy {metrics['accuracy']:.1%} on {metrics['n']} photos"]
+    lines += [f"  {c:14s} precision {v['precision']:.3f}  recall {v['recall']:.3f}  n={v['support']}"
+              for c, v in metrics["per_class"].items()]
+    _log("\n".join(lines))
+    _figures(learn, interp, lambda name: work / f"{out.stem}.{name}.png", recorder.lr_curve if recorder else None)
+
+    # The export carries no training callbacks: a teacher or a checkpoint writer has no place in export.pkl.
+    training_cbs = [cb for cb in learn.cbs if isinstance(cb, ModelCard | SaveEachEpoch) or hasattr(cb, "teacher")]
+    learn.remove_cbs(training_cbs)
+    try:
         if hasattr(learn, "mixed_precision"):
             learn.to_fp32()
+        tmp = staged.with_name(staged.name + ".tmp")
+        path, model_dir = learn.path, learn.model_dir
         learn.path, learn.model_dir = Path("."), "models"
-        learn.export(tmp.resolve())
-        digest = sha256_file(tmp)
-        files = list_labelled_images(self.train_dir, cfg.classes)
-        training = {**self.schedule, "lr_find": self.lr_info, "world_size": self.world_size,
-                    "batch_size": self.bs, "seed": cfg.seed, "valid_pct": cfg.valid_pct,
-                    "split": "sha256 of label/name, seeded (data.is_valid_item)",
-                    "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
-                    "seconds": round(time.monotonic() - self.started), **self.timing, "device": str(dls.device),
-                    "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
-        if self.distillation:
-            training["distillation"] = self.distillation
-        card = {**self.card,
-                "model": self.out.name,
-                "export_sha256": digest,
-                "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                "classes": list(dls.vocab),
-                "architecture": cfg.arch,
-                "image_size": cfg.size,
-                "pretrained": self.pretrained,
-                "weights": self.weights,
-                "training": training,
-                "validation": self.metrics,
-                "data": {"source_dir": str(self.data_dir), **fingerprint(self.data_dir, self.sources),
-                         "trained_on": {**fingerprint(self.train_dir, files)}},
-                "versions": {"python": platform.python_version(), "torch": torch.__version__,
-                             "fastai": fastai.__version__},
-                **cfg.notes}
-        tmp.replace(staged)
-        write_card(staged, card)  # beside it, its figures: the work folder holds the whole model (card.model_files)
-        if self.out.exists():
-            self._replace_or_keep(staged, card)
-        else:
-            install_model(staged, self.out)
-            _log(f"exported {self.out} ({self.metrics['accuracy']:.1%} validation accuracy), the first model there")
-        shutil.rmtree(self.work, ignore_errors=True)
-        return card
-
-    def _replace_or_keep(self, staged: Path, card: dict) -> dict:
-        """Compare, decide, and keep both models: the one that is not current goes to ``models/history/``."""
-        cfg = self.cfg
-        history = history_dir(self.out)
-        _log(f"comparing the new model with the current {self.out} on the same validation photos of {self.data_dir}")
         try:
-            result = compare_models(self.out, staged, self.data_dir, cfg.classes, cfg.valid_pct, cfg.seed)
+            learn.export(tmp.resolve())
+        finally:
+            learn.path, learn.model_dir = path, model_dir
+    finally:
+        learn.add_cbs(training_cbs)
+    digest = sha256_file(tmp)
+    card = _card(learn, out, digest, metrics, record, photos, fastai.__version__, torch)
+    tmp.replace(staged)
+    write_card(staged, card)  # beside it, its figures: the work folder holds the whole model (card.model_files)
+    if out.exists():
+        _replace_or_keep(out, staged, card, photos, force)
+    else:
+        install_model(staged, out)
+        _log(f"exported {out} ({metrics['accuracy']:.1%} validation accuracy), the first model there")
+    shutil.rmtree(work, ignore_errors=True)
+    return card
+
+
+def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: TrainingPhotos | None,
+          fastai_version: str, torch) -> dict:
+    dls = learn.dls
+    fits = record.get("fits", [])
+    start = record.get("start", {"kind": "unrecorded", "pretrained": None,
+                                 "weights": "not recorded (no start_from call)"})
+    training = {"fits": fits, "epochs": sum(f["epochs"] for f in fits), "lr_find": record.get("lr_find", []),
+                "world_size": record.get("world_size", 1), "batch_size": dls.train.bs,
+                "train_images": len(dls.train_ds), "valid_images": len(dls.valid_ds),
+                "seconds": record.get("seconds"),
+                "estimate": record.get("estimate"), "device": str(dls.device),
+                "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
+    if "distillation" in record:
+        training["distillation"] = record["distillation"]
+    card = {"format": 1, **(photos.card if photos else {}),
+            "model": out.name, "export_sha256": digest,
+            "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "classes": list(dls.vocab), "architecture": _arch_name(learn),
+            "image_size": _image_size(dls), "pretrained": start["pretrained"], "weights": start["weights"],
+            "start": start["kind"], "training": training, "validation": metrics,
+            "versions": {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai_version}}
+    if photos is not None:
+        training.update(seed=photos.seed, valid_pct=photos.valid_pct,
+                        split="sha256 of label/name, seeded (data.is_valid_item)")
+        trained_on = list_labelled_images(photos.folder, photos.classes)
+        card["data"] = {"source_dir": str(photos.source), **fingerprint(photos.source, photos.sources),
+                        "trained_on": fingerprint(photos.folder, trained_on)}
+    inference = record.get("inference")
+    if inference:
+        card["inference"] = inference
+    card.update(record.get("notes", {}))
+    return card
+
+
+def _image_size(dls) -> int | None:
+    xb = dls.valid.one_batch()[0]
+    return int(xb.shape[-1])
+
+
+def _replace_or_keep(out: Path, staged: Path, card: dict, photos: TrainingPhotos | None, force: bool) -> dict:
+    """Compare, decide, and keep both models: the one that is not current goes to ``models/history/``."""
+    history = history_dir(out)
+    if photos is None:
+        result, replace, why = None, True, "no photos were recorded to compare on (no ModelCard callback)"
+    else:
+        _log(f"comparing the new model with the current {out} on the same validation photos of {photos.source}")
+        try:
+            result = compare_models(out, staged, photos.source, photos.classes, photos.valid_pct, photos.seed)
         except ModelError as e:
             if str(staged) in str(e):  # the model just exported does not load: a bug, never installed
                 raise
             result, replace = None, True  # the current model is damaged or refused: nothing to keep it for
             why = f"the current model could not be run ({str(e)[:300]})"
         else:
-            replace, why = judge(result, cfg.force)
-        outcome = {"decision": "replaced" if replace else "kept the current model", "reason": why,
-                   **({"comparison": comparison_summary(result)} if result else {})}
-        if replace:
-            previous = history / version_name(self.out)
-            outcome.update(model_at=str(self.out), previous_kept_at=str(previous),
-                           message=f"Replaced {self.out}: {why}.\nThe previous model is kept in {previous}/; "
-                                   f"`selfiemask restore {previous.name}` puts it back.")
-        else:
-            kept = history / version_name(staged)
-            outcome.update(model_at=str(kept / self.out.name),
-                           message=f"Kept the current model {self.out}, unchanged: {why}.\n"
-                                   f"The new model is kept in {kept}/ instead; `selfiemask restore {kept.name}` "
-                                   f"installs it, or train again with {term('force')}.")
-        card["re_export"] = outcome
-        write_card(staged, card)  # the same learner; its card now says how it compared
-        if replace:
-            keep_version(self.out)  # the current model is safe in the history before anything of it is replaced
-            install_model(staged, self.out)
-        else:
-            keep_version(staged, history)
-        _log(outcome["message"])
-        return outcome
+            replace, why = judge(result, force)
+    outcome = {"decision": "replaced" if replace else "kept the current model", "reason": why,
+               **({"comparison": comparison_summary(result)} if result else {})}
+    if replace:
+        previous = history / version_name(out)
+        outcome.update(model_at=str(out), previous_kept_at=str(previous),
+                       message=f"Replaced {out}: {why}.\nThe previous model is kept in {previous}/; "
+                               f"`selfiemask restore {previous.name}` puts it back.")
+    else:
+        kept = history / version_name(staged)
+        outcome.update(model_at=str(kept / out.name),
+                       message=f"Kept the current model {out}, unchanged: {why}.\n"
+                               f"The new model is kept in {kept}/ instead; `selfiemask restore {kept.name}` "
+                               f"installs it, or train again with {term('force')}.")
+    card["re_export"] = outcome
+    write_card(staged, card)  # the same learner; its card now says how it compared
+    if replace:
+        keep_version(out)  # the current model is safe in the history before anything of it is replaced
+        install_model(staged, out)
+    else:
+        keep_version(staged, history)
+    _log(outcome["message"])
+    return outcome
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
-
-
-def train(cfg: TrainConfig) -> dict:
-    """Every step of :class:`Training`, in order: the model card ({} on all but the main process of a
-    distributed run, where the main process alone validates, exports and compares)."""
-    run = Training(cfg)
-    run.dataloaders()
-    run.learner()
-    run.estimate()
-    run.find_lr()
-    run.fit()
-    dist.shutdown()
-    if not dist.is_main():
-        return {}
-    with dist.single_process():
-        interp = run.interpretation()
-        run.top_losses(interp)
-        return run.export()
-
-
-def _load_teacher(path: Path, vocab: list[str]):
-    """The teacher's model (checked against its card) and what the student's card says of it."""
-    from .card import verify_model
+# -- the command line: the same calls, in the same order ----------------------------------------------------------
+def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alpha: float):
+    """A :class:`distill.KnowledgeDistillation` callback for the teacher at ``path`` (checked against its card);
+    its ``info`` is what the student's card says of the teacher."""
+    from .distill import KnowledgeDistillation
     from .safe_load import UnsafeModelError, load_learner_safely
 
+    path = Path(path)
     verify_model(path)
     card = read_card(path)
     try:
         teacher = load_learner_safely(path)  # a model file runs no code, teacher or not
     except UnsafeModelError as e:
         raise ModelError(f"refusing to load teacher {path}: {e}") from None
-    if list(teacher.dls.vocab) != vocab:
-        raise ValueError(f"teacher {path} has classes {list(teacher.dls.vocab)}, the student {vocab}")
-    info = {"model": str(path), "export_sha256": card.get("export_sha256"),
-            "architecture": card.get("architecture"), "weights": card.get("weights"),
-            "validation_accuracy": card.get("validation", {}).get("accuracy")}
-    return teacher.model, info
+    if list(teacher.dls.vocab) != list(vocab):
+        raise ValueError(f"teacher {path} has classes {list(teacher.dls.vocab)}, the student {list(vocab)}")
+    cb = KnowledgeDistillation(teacher.model, temperature, alpha)
+    cb.info = {"model": str(path), "export_sha256": card.get("export_sha256"),
+               "architecture": card.get("architecture"), "weights": card.get("weights"),
+               "validation_accuracy": card.get("validation", {}).get("accuracy"),
+               "temperature": temperature, "alpha": alpha,
+               "method": "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T), "
+                         "teacher on the same augmented batch (selfiemask.distill)"}
+    _log(f"distilling from {path} ({cb.info['architecture']}), T={temperature}, alpha={alpha}")
+    return cb
 
 
-def _find_lr(learn, pretrained: bool, figure: Path, steps: int, show: bool) -> tuple[float, dict]:
-    """fastai's lr_find over ``steps`` steps; the valley rate and all suggestions; the plot saved (and shown)."""
-    import matplotlib.pyplot as plt
-    from fastai.vision.all import minimum, steep, valley
+#: Settings that do not change what is trained: a checkpoint made with other values still resumes.
+_NOT_SETTINGS = {"resume", "num_workers", "notes", "out", "callbacks", "force", "distributed"}
 
+
+def _lr_find(learn, lr: float | None) -> float:
+    """The rate given, or ``learn.lr_find``'s trusted valley (its plot saved in the work folder)."""
+    if lr is not None:
+        _log(f"learning rate {lr:.2g} (given): lr_find skipped")
+        return lr
+    steps = lr_find_steps(learn.dls)
     _log(f"lr_find: {steps} steps of rising learning rate")
-    if pretrained:
-        learn.freeze()
-    try:
-        sug = learn.lr_find(num_it=steps, suggest_funcs=(minimum, steep, valley), show_plot=True)
-    except (IndexError, RuntimeError, ValueError) as e:  # too few points before the loss diverged
-        _log(f"lr_find could not suggest a rate ({type(e).__name__}: {e}); using {FALLBACK_LR:g}")
-        learn.recorder.plot_lr_find()
-        save_figure(plt.gcf(), figure, show=show)
-        return FALLBACK_LR, {"steps": steps, "fallback": FALLBACK_LR}
-    save_figure(plt.gcf(), figure, show=show)
-    info = {k: float(getattr(sug, k)) for k in ("minimum", "steep", "valley")}
-    said = f"lr_find suggests valley {info['valley']:.2g} (steep {info['steep']:.2g}, minimum/10 {info['minimum']:.2g})"
-    low, high = LR_RANGE
-    if not low <= info["valley"] <= high:
-        _log(f"{said}: outside {low:g}-{high:g}, a curve too noisy to read ({steps} steps); training at "
-             f"{FALLBACK_LR:g} instead (set the learning rate to choose another)")
-        return FALLBACK_LR, {**info, "steps": steps, "fallback": FALLBACK_LR}
-    _log(f"{said}: training at {info['valley']:.2g}")
-    return info["valley"], {**info, "steps": steps}
+    return learn.lr_find(num_it=steps, suggest_funcs=trusted_valley, show_plot=True).trusted_valley
+
+
+def train(cfg: TrainConfig) -> dict:
+    """``selfiemask train``: notebook 03's calls in its order. Returns the model card ({} on all but the main
+    process of a distributed run, where the main process alone validates, exports and compares)."""
+    from fastai.torch_core import set_seed
+    from fastai.vision.all import accuracy, vision_learner
+
+    from .arches import arch_function
+
+    dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
+    out = Path(cfg.out)
+    photos = face_crops(cfg.data_dir, cfg.crops, cfg.crop_cache, cfg.classes, cfg.valid_pct, cfg.seed)
+    set_seed(cfg.seed)
+    bs = batch_size(photos, cfg.bs)
+    dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed)
+    dls = dblock.dataloaders(photos.folder, bs=bs, **({} if cfg.num_workers is None else
+                                                      {"num_workers": cfg.num_workers}))
+    if not len(dls.train_ds) or not len(dls.valid_ds):
+        raise ValueError(f"{photos.folder}: the split left {len(dls.train_ds)} training and {len(dls.valid_ds)} "
+                         "validation images; add more images per class")
+    _log(f"classes {list(dls.vocab)}: {len(dls.train_ds)} training, {len(dls.valid_ds)} validation images of "
+         f"{cfg.size} px, {len(dls.train)} batches of {bs} an epoch")
+    settings = {k: str(v) for k, v in vars(cfg).items() if k not in _NOT_SETTINGS}
+    cbs = [ModelCard(photos), SaveEachEpoch(out, settings, resume=cfg.resume)]
+    learn = vision_learner(dls, arch_function(cfg.arch), pretrained=False, metrics=accuracy, cbs=cbs)
+    if dls.device.type == "cuda":
+        learn.to_fp16()  # mixed precision on a GPU; the export is converted back to float32
+    start = start_from(learn, cfg.pretrained)
+    if cfg.teacher:
+        teacher = teacher_callback(cfg.teacher, list(dls.vocab), cfg.distill_temperature, cfg.distill_alpha)
+        learn.add_cb(teacher)
+        learn.model_card.record["distillation"] = teacher.info
+    learn.model_card.record["notes"] = cfg.notes
+    saved = learn.save_each_epoch.saved() if cfg.resume else {}
+    lr = saved.get("lr_used") or cfg.lr  # a resumed run trains at the rate it started with
+    estimate_time(learn, cfg.epochs, fine_tune=start.pretrained, lr_find=lr is None)
+    lr = dist.on_main(_lr_find, learn, lr)  # one rate for every process
+    learn.save_each_epoch.lr_used = lr
+    with dist.distrib_ctx(learn):  # DDP through fastai + Accelerate; nothing in a single process
+        if start.pretrained:
+            learn.fine_tune(cfg.epochs, lr, freeze_epochs=cfg.freeze_epochs, cbs=cfg.callbacks)
+        else:
+            learn.fit_one_cycle(cfg.epochs, lr, cbs=cfg.callbacks)
+    dist.shutdown()
+    if not dist.is_main():
+        return {}
+    with dist.single_process():
+        from fastai.vision.all import ClassificationInterpretation
+
+        interp = ClassificationInterpretation.from_learner(learn)
+        return keep_if_better(learn, out, cfg.force, interp=interp)
+

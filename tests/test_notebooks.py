@@ -93,21 +93,42 @@ def parameters(path) -> dict:
     return {node.targets[0].id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)}
 
 
-def test_training_defaults_agree_in_the_notebook_the_command_and_the_config():
+def code_of(path) -> str:
+    return "\n".join("".join(c["source"]) for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code")
+
+
+def test_training_defaults_are_written_once():
+    """TrainConfig holds each default; the command's options, notebook 03's and 02's parameters show the same values,
+    and no document states a default of its own."""
     import argparse
     import dataclasses
+    import re
 
     from selfiemask.commands import train as train_command
-    from selfiemask.training import TrainConfig
+    from selfiemask.settings import TrainConfig
 
-    nb = parameters(ROOT / "notebooks" / "03_train.ipynb")
+    config = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     sub = argparse.ArgumentParser().add_subparsers()
     cli = vars(train_command.add_parser(sub).parse_args(["somewhere"]))
-    config = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    for name in ("epochs", "size", "bs", "lr", "pretrained", "crops", "arch", "force"):
-        assert nb[name] == cli[name] == config[name], name
-    assert nb["data_dir"] == "../data/clean"  # what notebook 02 writes, seen from notebooks/
-    assert "shared" not in nb["data_dir"] and nb["out"] == "../export.pkl"
+    for name in ("epochs", "size", "bs", "lr", "pretrained", "crops", "arch", "force", "seed", "valid_pct",
+                 "freeze_epochs", "distill_temperature", "distill_alpha", "out", "resume"):
+        assert cli[name] == config[name], name
+    nb03 = parameters(ROOT / "notebooks" / "03_train.ipynb")
+    for name in ("epochs", "size", "bs", "lr", "pretrained", "crops", "force", "seed", "valid_pct"):
+        assert nb03[name] == config[name], name
+    # The architecture is fastai's own call in the learner cell, as a learner changes it.
+    assert f"vision_learner(dls, {config['arch']}," in code_of(ROOT / "notebooks" / "03_train.ipynb")
+    assert nb03["data_dir"] == "../data/clean"  # what notebook 02 writes, seen from notebooks/
+    assert "shared" not in nb03["data_dir"] and nb03["out"] == "../export.pkl"
+    nb02 = parameters(ROOT / "notebooks" / "02_clean.ipynb")
+    for name in ("epochs", "size", "bs", "lr", "pretrained", "crops", "force"):
+        assert nb02[name] == config[name], name
+    # Documents that state a default ("epochs (default: 14)", "--size, default 128 px") state TrainConfig's.
+    docs = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for f in docs:
+        for name in ("epochs", "size", "bs", "seed"):
+            for m in re.finditer(rf"\b{name}\b[^.\n]{{0,40}}\bdefaults?\b[^\d\n]{{0,12}}(\d+)", f.read_text()):
+                assert int(m[1]) == config[name], f"{f.name} says {m[0]!r}, TrainConfig {config[name]}"
 
 
 def run_training_notebook(tmp_path, **parameters):
@@ -126,12 +147,23 @@ def outputs_text(executed) -> str:
     return json.dumps([c.get("outputs", []) for c in executed["cells"]])
 
 
+def test_training_notebook_calls_fastai_in_fastbook_order():
+    code = code_of(ROOT / "notebooks" / "03_train.ipynb")
+    calls = ["DataBlock(", "dls.show_batch(", "vision_learner(", "learn.lr_find(", "learn.fine_tune(",
+             "learn.fit_one_cycle(", "ClassificationInterpretation.from_learner(", "plot_confusion_matrix(",
+             "plot_top_losses(", "keep_if_better("]
+    at = [code.find(c) for c in calls]
+    assert -1 not in at, [c for c, i in zip(calls, at) if i < 0]
+    assert at == sorted(at), "fastbook's order"
+    assert "Training(" not in code and "TrainConfig(" not in code
+
+
 def test_training_notebook_ends_with_the_better_model_and_says_so(tiny_model, tiny_data, tmp_path):
     """Notebook 03 on generated photos, over a copy of the tiny model: its steps show, and it ends with the old
-    model kept or replaced, and a message that says which."""
+    model kept or replaced, and a message that says which; its card has the fields `selfiemask train` writes."""
     import shutil
 
-    from selfiemask.card import verify_model
+    from selfiemask.card import read_card, verify_model
     from selfiemask.history import model_files
 
     out = tmp_path / "export.pkl"
@@ -139,19 +171,27 @@ def test_training_notebook_ends_with_the_better_model_and_says_so(tiny_model, ti
         shutil.copy2(f, out.with_name(f.name))
     before = out.read_bytes(), out.with_suffix(".json").read_bytes()
     executed = run_training_notebook(tmp_path, data_dir=str(tiny_data), out=str(out), epochs=1, size=32, bs=16,
-                                     pretrained=False, crops=False, arch="mobilenet_v2")
+                                     pretrained="none", crops=False)
     text = outputs_text(executed)
-    for step in ("photos in", "batches of", "vision_learner(mobilenet_v2, pretrained=False)", "estimated time",
-                 "lr_find: 20 steps", "lr_find suggests", "train_loss", "validation accuracy",
-                 "comparing the new model"):
+    for step in ("photos in", "starting from from scratch", "estimated time", "lr_find suggests", "train_loss",
+                 "validation accuracy", "comparing the new model"):
         assert step in text, step
     assert text.count("image/png") >= 4  # show_batch, lr_find, confusion matrix, top losses
     verify_model(out)  # whatever happened, the learner and its card agree
-    if (out.read_bytes(), out.with_suffix(".json").read_bytes()) == before:
+    kept = (out.read_bytes(), out.with_suffix(".json").read_bytes()) == before
+    if kept:
         assert "Kept the current model" in text and "The new model is kept in" in text
     else:
         assert "Replaced" in text and "The previous model is kept in" in text
     assert "selfiemask restore" in text
+    # The same card as the command's (tiny_model was made by selfiemask.training.train), and the same rule.
+    (version,) = sorted((tmp_path / "models" / "history").iterdir())  # the one that is not current
+    new_card = read_card(version / "export.pkl" if kept else out)
+    command_card = read_card(tiny_model)
+    same = set(command_card) - {"re_export", "detector"}  # the detector's settings: face crops only (not here)
+    assert same <= set(new_card), same - set(new_card)
+    assert set(command_card["training"]) <= set(new_card["training"])
+    assert new_card["re_export"]["decision"] == ("kept the current model" if kept else "replaced")
 
 
 def test_training_notebook_without_photos_says_where_they_come_from(tmp_path):

