@@ -20,6 +20,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 from .card import ModelError, card_path, read_card, verify_model
+from .engines import SUFFIXES as GRAPH_SUFFIXES
 from .files import atomic_path, sha256_file
 from .paths import history_dir
 
@@ -31,9 +32,13 @@ FIGURES = ("lr_find", "confusion", "top_losses")
 
 
 def model_files(model_path: str | Path) -> list[Path]:
-    """The files of one model that exist: the learner, its card, then its figures."""
+    """The files of one model that exist: the learner, its card, its figures, then its ONNX graphs.
+
+    The graphs travel with their learner: a graph left beside another learner would be refused (its sha256
+    is not in that learner's card), and one kept in the history comes back with a restore."""
     p = Path(model_path)
-    names = [p, card_path(p), *(p.with_name(f"{p.stem}.{fig}.png") for fig in FIGURES)]
+    names = [p, card_path(p), *(p.with_name(f"{p.stem}.{fig}.png") for fig in FIGURES),
+             *(p.with_name(p.stem + suffix) for suffix in GRAPH_SUFFIXES.values())]
     return [f for f in names if f.exists()]
 
 
