@@ -9,6 +9,13 @@ inside the wheel: nothing is downloaded at run time.
 RetinaFace (``retinaface.py``) finds masked faces that MTCNN misses, in a
 tenth of the time; MTCNN stays as the fallback when RetinaFace finds nothing,
 and as the detector of models whose card names it (``backend`` missing).
+
+Both detectors return five landmarks (eyes, nose, mouth corners). A selfie
+taken lying down shows the face at 30-90 degrees, and a model trained on
+upright faces misjudges it: :func:`crop_face` can turn the face so its eye line
+is level, where the landmarks can be trusted (:func:`trusted_landmarks`: a face
+large enough, landmarks consistent with the box and each other). Whether a
+model is served aligned crops is its card's call (``crops.served_aligned``).
 """
 
 from __future__ import annotations
