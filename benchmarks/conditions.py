@@ -1,18 +1,32 @@
 """Stress benchmark: accuracy and per-class recall under conditions the training photos lack.
 
 Each validation photo (the project's seeded split, never trained on) is judged
-as it is and under each condition of ``selfiemask.augment.CONDITIONS`` (black and
-white, red and blue light, dim, bright, blur, low resolution with the face at 32
-and 48 px, JPEG quality 30), and framed tight and wide. The whole product path
-runs on every variant: face detection, the largest face's crop, the model.
-Detection does not depend on the model, so it runs once per variant and every
-model listed judges the same crops.
+as it is and under each condition, in groups (``--conditions``):
+
+- ``phone``: ``selfiemask.augment.CONDITIONS`` (black and white, red and blue light,
+  dim, bright, blur, low resolution with the face at 32 and 48 px, JPEG quality 30),
+  framed tight and wide;
+- ``tilt``: the whole photo rolled 30, 60, 90 degrees both ways, and a lying-down
+  selfie (90 degrees, its EXIF saying upright), before detection;
+- ``occlusion``: a hand-like skin-coloured patch over mouth and chin (unmasked photos
+  only: over a mask it would hide the label) and sunglasses-like lenses (every photo),
+  drawn where the as-is detection put the landmarks;
+- ``camera``: the face as a phone camera records it at 24, 40 and 64 px (blur, sensor
+  noise, low-quality JPEG), scaled back up.
+
+The whole product path runs on every variant: face detection, the largest
+face's crop (aligned or not), the model. Detection does not depend on the
+model, so it runs once per variant and every model listed judges the same crops.
 
     python benchmarks/conditions.py ../shared/data/train --model today=export.pkl \\
         --model teacher=models/teacher/export.pkl --tta student=models/student/export.pkl [--limit N]
+    python benchmarks/conditions.py ../shared/data/train --model today=export.pkl --align both \\
+        --conditions tilt occlusion camera --limit 200
 
 ``--model NAME=PATH`` judges with the model's card settings; ``--tta NAME=PATH``
-adds flip test-time augmentation. ``--detector`` picks which detector finds the
+adds flip test-time augmentation. ``--align`` crops faces as each card says
+(``card``), never, always (faces whose landmarks are trusted), or ``both``: every
+model twice, unaligned and as ``NAME aligned``. ``--detector`` picks which detector finds the
 faces for all models (default: the recommended one; ``mtcnn`` is the one older
 cards name). ``--json`` writes every figure and each confusion matrix.
 """
@@ -28,24 +42,66 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from selfiemask.augment import CONDITIONS, framed_tight, framed_wide  # noqa: E402
+from selfiemask.augment import (  # noqa: E402
+    CAMERA_CONDITIONS,
+    CONDITIONS,
+    OCCLUSIONS,
+    TILTS,
+    framed_tight,
+    framed_wide,
+)
+from selfiemask.crops import served_aligned  # noqa: E402
 from selfiemask.data import validation_items  # noqa: E402
 from selfiemask.evaluate import class_metrics  # noqa: E402
-from selfiemask.faces import DEFAULT_MARGIN, RECOMMENDED, DetectorSettings, FaceDetector, crop_face  # noqa: E402
+from selfiemask.faces import (  # noqa: E402
+    ALIGN_MIN_ANGLE,
+    DEFAULT_MARGIN,
+    RECOMMENDED,
+    DetectorSettings,
+    FaceDetector,
+    crop_face,
+    eye_angle,
+    trusted_landmarks,
+)
 from selfiemask.images import load_image  # noqa: E402
 from selfiemask.predict import Classifier  # noqa: E402
 
-ORDER = ["as is", *CONDITIONS, "framed tight", "framed wide"]
+GROUPS = {
+    "phone": [*CONDITIONS, "framed tight", "framed wide"],
+    "tilt": list(TILTS),
+    "occlusion": list(OCCLUSIONS),
+    "camera": list(CAMERA_CONDITIONS),
+}
+ORDER = ["as is", *(c for g in GROUPS.values() for c in g)]
 
 
-def variants(img, face_box) -> dict:
-    """The photo under every condition; 'framed tight' only where a face was found."""
-    side = min(face_box[2] - face_box[0], face_box[3] - face_box[1]) if face_box else None
-    out = {"as is": img, **{name: f(img, side) for name, f in CONDITIONS.items()}}
-    if face_box:
-        out["framed tight"] = framed_tight(img, face_box)
-    out["framed wide"] = framed_wide(img)
+def variants(img, face, label: str | None = None, wanted: list[str] | None = None) -> dict:
+    """The photo under every condition of ``wanted`` (default all) that applies to it.
+
+    'framed tight' and the occlusions need the as-is photo's face (``face``, a
+    ``faces.Face``); the hand goes only on the classes its condition names.
+    """
+    wanted = ORDER if wanted is None else wanted
+    box = face.box if face else None
+    side = min(box[2] - box[0], box[3] - box[1]) if box else None
+    makers = {**{n: (lambda f=f: f(img, side)) for n, f in CONDITIONS.items()},
+              "framed wide": lambda: framed_wide(img),
+              **{n: (lambda f=f: f(img)) for n, f in TILTS.items()},
+              **{n: (lambda f=f: f(img, side)) for n, f in CAMERA_CONDITIONS.items()}}
+    if face:
+        makers["framed tight"] = lambda: framed_tight(img, box)
+        for n, (f, classes) in OCCLUSIONS.items():
+            if classes is None or label in classes:
+                makers[n] = lambda f=f: f(img, box, face.landmarks)
+    out = {"as is": img} if "as is" in wanted else {}
+    out.update({n: makers[n]() for n in wanted if n in makers})
     return out
+
+
+def _rotated(face, min_face: int) -> bool:
+    """Whether alignment turns this face (its landmarks trusted and tilted past the minimum angle)."""
+    return (face is not None and trusted_landmarks(face, min_face)
+            and abs(eye_angle(face.landmarks)) >= ALIGN_MIN_ANGLE)
 
 
 def _spec(text: str) -> tuple[str, Path]:
@@ -56,58 +112,85 @@ def _spec(text: str) -> tuple[str, Path]:
 
 
 def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, detector: str = "recommended",
-        progress: bool = True) -> dict:
-    """Every figure, as a dict: conditions -> model -> metrics (see class_metrics)."""
+        progress: bool = True, conditions: list[str] | None = None, align: str = "card",
+        align_min_face: int | None = None) -> dict:
+    """Every figure, as a dict: conditions -> model -> metrics (see class_metrics).
+
+    ``align``: "card" (each model as its card says), "off", "on", or "both" (each model
+    twice: unaligned, and aligned as ``NAME aligned``). ``align_min_face`` replaces the
+    card's smallest aligned face.
+    """
     items = validation_items(photos)
     if limit:
         items = items[:: max(1, len(items) // limit)][:limit]
     if not items:
         raise SystemExit(f"no validation photos under {photos}/<label>/")
+    wanted = ORDER if not conditions else ["as is", *(c for c in ORDER if c in conditions and c != "as is")]
     settings = RECOMMENDED if detector == "recommended" else DetectorSettings()
     det = FaceDetector(settings)
     classifiers = {name: Classifier(path, tta=tta if tta else None) for name, path, tta in models}
+    # (classifier name, column name, align, smallest aligned face)
+    judges: list[tuple[str, str, bool, int]] = []
+    for name, clf in classifiers.items():
+        card_align, card_min = served_aligned(clf.card)
+        min_face = align_min_face or card_min
+        modes = {"card": [card_align], "off": [False], "on": [True], "both": [False, True]}[align]
+        judges += [(name, f"{name} aligned" if a and align == "both" else name, a, min_face) for a in modes]
+    keys = sorted({(a, m) for _, _, a, m in judges})
     vocab = next(iter(classifiers.values())).classes
     truth: list[int] = []
-    crops: dict[str, list] = {c: [] for c in ORDER}
-    found: dict[str, list[int]] = {c: [] for c in ORDER}
-    owners: dict[str, list[int]] = {c: [] for c in ORDER}
+    crops: dict[tuple, dict[str, list]] = {k: {c: [] for c in wanted} for k in keys}
+    turned: dict[tuple, dict[str, int]] = {k: {c: 0 for c in wanted} for k in keys}
+    found: dict[str, list[int]] = {c: [] for c in wanted}
+    owners: dict[str, list[int]] = {c: [] for c in wanted}
     t0 = time.monotonic()
     for n, path in enumerate(items):
         img = load_image(path)
         faces = det.detect(img)
         truth.append(vocab.index(path.parent.name))
-        for cond, v in variants(img, faces[0].box if faces else None).items():
+        for cond, v in variants(img, faces[0] if faces else None, path.parent.name, wanted).items():
             fs = faces if cond == "as is" else det.detect(v)
-            crops[cond].append(crop_face(v, fs[0].box, DEFAULT_MARGIN) if fs else v)
+            for key in keys:
+                a, m = key
+                crops[key][cond].append(crop_face(v, fs[0], DEFAULT_MARGIN, align=a, min_face=m) if fs else v)
+                turned[key][cond] += int(bool(a and fs and _rotated(fs[0], m)))
             found[cond].append(int(bool(fs)))
             owners[cond].append(n)
-        if progress and n % 100 == 0:
+        if progress and n % 50 == 0:
             print(f"  detected {n}/{len(items)} photos, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     report: dict = {"photos": len(items), "source": str(photos), "detector": settings.name,
-                    "models": {name: {"path": str(p), "tta": bool(tta)} for name, p, tta in models},
+                    "models": {col: {"path": str(dict((m[0], m[1]) for m in models)[name]),
+                                     "tta": bool(dict((m[0], m[2]) for m in models)[name]),
+                                     "align": a, "align_min_face": mf} for name, col, a, mf in judges},
                     "conditions": {}}
-    for cond in ORDER:
+    for cond in wanted:
         report["conditions"][cond] = {"faces_found": sum(found[cond]) / max(1, len(found[cond])),
-                                      "photos": len(crops[cond]), "models": {}}
-    for name, clf in classifiers.items():
+                                      "photos": len(owners[cond]), "models": {}}
+    for name, col, a, m in judges:
+        clf = classifiers[name]
         t = time.monotonic()
-        for cond in ORDER:
-            if not crops[cond]:  # 'framed tight' when no face was found in any photo
+        for cond in wanted:
+            if not crops[(a, m)][cond]:  # 'framed tight' when no face was found in any photo
                 continue
-            verdicts = clf.classify(crops[cond])
+            verdicts = clf.classify(crops[(a, m)][cond])
             y_true = [truth[i] for i in owners[cond]]
             y_pred = [vocab.index(v.label) for v in verdicts]
-            report["conditions"][cond]["models"][name] = class_metrics(y_true, y_pred, vocab)
+            metrics = class_metrics(y_true, y_pred, vocab)
+            metrics["faces_turned"] = turned[(a, m)][cond]
+            report["conditions"][cond]["models"][col] = metrics
         if progress:
-            print(f"  classified with {name} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+            print(f"  classified with {col} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
     return report
 
 
 def table(report: dict) -> str:
-    """Markdown: one row per condition, accuracy and the lowest per-class recall for each model."""
+    """Markdown: one row per condition, accuracy and each class's recall for each model."""
     names = list(report["models"])
-    head = "| condition | faces found | " + " | ".join(f"{n}: acc (min recall)" for n in names) + " |"
-    lines = [head, "|---|---:|" + "---:|" * len(names)]
+    classes = next((list(m["per_class"]) for r in report["conditions"].values() for m in r["models"].values()), [])
+    recalls = "/".join(f"{c} recall" for c in classes)
+    head = ("| condition | photos | faces found | "
+            + " | ".join(f"{n}: acc ({recalls})" for n in names) + " |")
+    lines = [head, "|---|---:|---:|" + "---:|" * len(names)]
     for cond, r in report["conditions"].items():
         cells = []
         for n in names:
@@ -115,9 +198,10 @@ def table(report: dict) -> str:
             if m is None:
                 cells.append("n/a (no photos)")
                 continue
-            low = min(c["recall"] for c in m["per_class"].values() if c["support"])
-            cells.append(f"{m['accuracy']:.1%} ({low:.1%})")
-        lines.append(f"| {cond} | {r['faces_found']:.0%} | " + " | ".join(cells) + " |")
+            rec = "/".join(f"{c['recall']:.1%}" if c["support"] else "n/a" for c in m["per_class"].values())
+            turned = f", {m['faces_turned']} turned" if m.get("faces_turned") else ""
+            cells.append(f"{m['accuracy']:.1%} ({rec}{turned})")
+        lines.append(f"| {cond} | {r['photos']} | {r['faces_found']:.0%} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -128,6 +212,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tta", type=_spec, action="append", default=[], help="NAME=PATH, judged with flip TTA")
     ap.add_argument("--limit", type=int, default=0, help="at most this many photos (0: all)")
     ap.add_argument("--detector", choices=["recommended", "mtcnn"], default="recommended")
+    ap.add_argument("--conditions", nargs="+", default=None, metavar="GROUP_OR_NAME",
+                    help=f"groups ({', '.join(GROUPS)}) or condition names; default: all. 'as is' is always judged")
+    ap.add_argument("--align", choices=["card", "off", "on", "both"], default="card",
+                    help="crop faces upright: as each card says, never, always, or both (each model twice)")
+    ap.add_argument("--align-min-face", type=int, default=None,
+                    help="the smallest face (px) aligned; default: the card's")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     a = ap.parse_args(argv)
     if not a.photos.is_dir():
@@ -137,7 +227,20 @@ def main(argv: list[str] | None = None) -> int:
     models = [(n, p, False) for n, p in a.model] + [(n, p, True) for n, p in a.tta]
     if not models:
         models = [("export.pkl", ROOT / "export.pkl", False)]
-    report = run(a.photos, models, a.limit, a.detector)
+    conditions = None
+    if a.conditions:
+        conditions = []
+        for c in a.conditions:
+            if c in GROUPS:
+                conditions += GROUPS[c]
+            elif c in ORDER:
+                conditions.append(c)
+            else:
+                print(f"unknown condition {c!r}; groups: {', '.join(GROUPS)}; names: {', '.join(ORDER)}",
+                      file=sys.stderr)
+                return 2
+    report = run(a.photos, models, a.limit, a.detector, conditions=conditions, align=a.align,
+                 align_min_face=a.align_min_face)
     print(f"\n{report['photos']} validation photos from {a.photos}; faces found by {report['detector']}\n")
     print(table(report))
     for n in report["models"]:

@@ -17,21 +17,30 @@ import random
 from collections.abc import Callable
 
 import numpy as np
-from fastai.vision.all import Transform
+from fastai.vision.all import ItemTransform, Transform
 from fastai.vision.core import PILImage
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 __all__ = [
+    "CAMERA_CONDITIONS",
     "CONDITIONS",
+    "OCCLUSIONS",
+    "TILTS",
+    "OccludeFaces",
     "PhoneConditions",
     "blur",
+    "camera",
     "colour_cast",
     "exposure",
     "framed_tight",
     "framed_wide",
     "grayscale",
     "jpeg",
+    "hand_over_mouth",
     "low_resolution",
+    "lying_down",
+    "rolled",
+    "sunglasses",
 ]
 
 #: Channel gains of coloured light and of common filters.
@@ -104,6 +113,156 @@ CONDITIONS: dict[str, Callable[[Image.Image, float | None], Image.Image]] = {
 }
 
 
+# -- the whole photo turned: detection, alignment and classification tested together ------------------------
+def rolled(img: Image.Image, degrees: float) -> Image.Image:
+    """The photo turned ``degrees`` counter-clockwise (a phone rolled), grown to hold it all.
+
+    Quarter turns are exact (no new pixels); other angles fill the new corners
+    with the photo's mean colour, as ``framed_wide`` pads.
+    """
+    img = img.convert("RGB")
+    if degrees % 90 == 0:
+        quarter = {90: Image.Transpose.ROTATE_90, 180: Image.Transpose.ROTATE_180, 270: Image.Transpose.ROTATE_270}
+        k = int(degrees) % 360
+        return img.transpose(quarter[k]) if k else img.copy()
+    fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
+    return img.rotate(degrees, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=fill)
+
+
+def lying_down(img: Image.Image, degrees: float = 90) -> Image.Image:
+    """A selfie taken lying on one side: the face turned a quarter, and the file's EXIF saying "upright".
+
+    The phone's orientation sensor sees the phone upright relative to gravity, so
+    it writes Orientation 1 (no turn) while the face lies at 90 degrees: the
+    photo goes through a JPEG file with that tag and back through ``exif_transpose``,
+    as an upload does, and nothing may turn it back.
+    """
+    turned = rolled(img, degrees)
+    exif = Image.Exif()
+    exif[0x0112] = 1  # Orientation: top-left, "as stored"
+    buf = io.BytesIO()
+    turned.save(buf, "JPEG", quality=92, exif=exif.tobytes())
+    buf.seek(0)
+    return ImageOps.exif_transpose(Image.open(buf)).convert("RGB")
+
+
+#: Tilt conditions of the stress benchmark: name -> f(photo), applied before detection.
+TILTS: dict[str, Callable[[Image.Image], Image.Image]] = {
+    **{f"rolled {d:+d}°": (lambda im, d=d: rolled(im, d)) for d in (30, -30, 60, -60, 90, -90)},
+    "lying down (90°, EXIF upright)": lambda im: lying_down(im, 90),
+}
+
+
+# -- occluders over a face: what a hand or sunglasses do to an unmasked face ---------------------------------
+def _face_points(box: tuple[float, float, float, float], landmarks=None) -> np.ndarray:
+    """The five landmarks, or where they lie on an upright face of this box when there are none."""
+    if landmarks is not None:
+        return np.asarray(landmarks, dtype=np.float64)
+    l, t, r, b = box
+    w, h = r - l, b - t
+    rel = [(0.32, 0.38), (0.68, 0.38), (0.5, 0.56), (0.36, 0.74), (0.64, 0.74)]
+    return np.asarray([(l + x * w, t + y * h) for x, y in rel], dtype=np.float64)
+
+
+def _skin(img: Image.Image, pts: np.ndarray, jitter: tuple[int, int, int] = (0, 0, 0)) -> tuple[int, int, int]:
+    """The face's own skin colour (the median around the nose, between the eyes and the mouth), a little changed.
+
+    A hand is about the colour of its face: taking the face's colour keeps the patch
+    right for every skin tone rather than drawing one tone on all.
+    """
+    d = max(4.0, float(np.hypot(*(pts[1] - pts[0]))))
+    cx, cy = pts[2]
+    arr = np.asarray(img.convert("RGB"))
+    x0, x1 = int(max(0, cx - d / 4)), int(min(arr.shape[1], cx + d / 4 + 1))
+    y0, y1 = int(max(0, cy - d / 3)), int(min(arr.shape[0], cy + 1))
+    patch = arr[y0:y1, x0:x1].reshape(-1, 3)
+    base = np.median(patch, axis=0) if patch.size else np.array([190, 150, 120])
+    return tuple(int(np.clip(v + j, 0, 255)) for v, j in zip(base, jitter))  # type: ignore[return-value]
+
+
+def _hand(draw: ImageDraw.ImageDraw, centre: np.ndarray, width: float, colour: tuple[int, int, int]) -> None:
+    """A palm with four fingers lying across it, seen from the front: rounded, not a rectangle."""
+    cx, cy = centre
+    w, h = width, 0.62 * width
+    shade = tuple(max(0, int(c * 0.82)) for c in colour)
+    draw.rounded_rectangle([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], radius=h / 2.5, fill=colour)
+    for k in range(4):  # fingers: horizontal bands with a darker crease between them
+        y = cy - h / 2 + (k + 0.5) * h / 4
+        draw.line([cx - w / 2 + h / 8, y + h / 8, cx + w / 2 - h / 8, y + h / 8], fill=shade, width=max(1, int(h / 40)))
+    draw.ellipse([cx - w / 2 - h / 6, cy - h / 6, cx - w / 2 + h / 3, cy + h / 2], fill=colour)  # the thumb
+
+
+def hand_over_mouth(img: Image.Image, box, landmarks=None, jitter: tuple[int, int, int] = (-8, -12, -10),
+                    offset: float = 0.0) -> Image.Image:
+    """A hand-like, skin-coloured patch over the mouth and chin (the face's own skin colour, a little darker).
+
+    ``offset`` moves it up by that many eye distances (training uses it to put the
+    same shape elsewhere on masked faces, see :class:`OccludeFaces`).
+    """
+    out = img.convert("RGB").copy()
+    pts = _face_points(box, landmarks)
+    d = max(4.0, float(np.hypot(*(pts[1] - pts[0]))))
+    mouth = (pts[3] + pts[4]) / 2
+    centre = mouth + np.array([0.0, 0.25 * d - offset * d])
+    _hand(ImageDraw.Draw(out), centre, 2.0 * d, _skin(img, pts, jitter))
+    return out
+
+
+def sunglasses(img: Image.Image, box, landmarks=None, shade: int = 25) -> Image.Image:
+    """Sunglasses-like dark lenses over both eyes, joined by a bridge, each with a faint reflection."""
+    out = img.convert("RGB").copy()
+    pts = _face_points(box, landmarks)
+    d = max(4.0, float(np.hypot(*(pts[1] - pts[0]))))
+    draw = ImageDraw.Draw(out)
+    rx, ry = 0.36 * d, 0.26 * d
+    dark = (shade, shade, shade + 5)
+    for x, y in pts[:2]:
+        draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=dark)
+        draw.ellipse([x - rx * 0.5, y - ry * 0.6, x - rx * 0.1, y - ry * 0.3], fill=(shade + 45,) * 3)
+    (lx, ly), (rx2, ry2) = pts[0], pts[1]
+    draw.line([lx + rx * 0.9, ly, rx2 - rx * 0.9, ry2], fill=dark, width=max(1, int(d / 12)))
+    return out
+
+
+#: Occlusion conditions of the stress benchmark: name -> (f(photo, box, landmarks), classes it applies to or None).
+#: The hand goes on unmasked faces only: over a mask it would hide the very thing judged.
+OCCLUSIONS: dict[str, tuple[Callable[..., Image.Image], tuple[str, ...] | None]] = {
+    "hand over mouth": (hand_over_mouth, ("without_mask",)),
+    "sunglasses": (sunglasses, None),
+}
+
+
+# -- a small face through a phone's camera -------------------------------------------------------------------
+def camera(img: Image.Image, side: int, face_side: float | None = None, noise: float = 1.0, quality: int = 30,
+           seed: int = 0) -> Image.Image:
+    """The photo as a camera records a face ``side`` px across, scaled back up: what small street faces look like.
+
+    ``low_resolution`` only resamples; a small face in a real photo is also
+    blurred by the lens and demosaicing (about 0.8 px at the sensor's size),
+    carries sensor noise (shot noise growing with brightness plus read noise,
+    ``noise`` scales both) and is JPEG-compressed at that size, where blocks of
+    8 px are a large part of the face. Deterministic for a given ``seed``.
+    """
+    img = img.convert("RGB")
+    ref = face_side or min(img.size)
+    scale = min(1.0, side / max(1.0, ref))
+    w, h = max(8, round(img.width * scale)), max(8, round(img.height * scale))
+    small = img.resize((w, h), Image.Resampling.BOX).filter(ImageFilter.GaussianBlur(0.8))
+    rng = np.random.default_rng(seed)
+    arr = np.asarray(small, dtype=np.float32)
+    sigma = noise * np.sqrt(4.0 + 0.06 * arr)  # read noise 2 levels, shot noise ~ sqrt(signal)
+    arr = arr + rng.normal(0.0, 1.0, arr.shape).astype(np.float32) * sigma
+    small = jpeg(Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)), quality)
+    return small.resize(img.size, Image.Resampling.BICUBIC)
+
+
+#: Camera conditions of the stress benchmark: name -> f(photo, face_side or None).
+CAMERA_CONDITIONS: dict[str, Callable[[Image.Image, float | None], Image.Image]] = {
+    f"camera {s} px": (lambda im, f, s=s, q=q: camera(im, s, f, quality=q))
+    for s, q in ((24, 25), (40, 30), (64, 40))
+}
+
+
 class PhoneConditions(Transform):
     """Training-only item transform: each condition, at a random strength, with probability ``p`` each.
 
@@ -114,10 +273,12 @@ class PhoneConditions(Transform):
     split_idx = 0
     order = 2
 
-    def __init__(self, p: float = 0.15, seed: int | None = None) -> None:
+    def __init__(self, p: float = 0.15, seed: int | None = None, camera_p: float = 0.0) -> None:
+        """``camera_p``: the chance of :func:`camera` with the face at 24-64 px (off by default: the
+        shipped model's recipe does not use it; new models may)."""
         super().__init__()
         # A seed only for tests: otherwise the random module, which fastai seeds in each loader worker.
-        self.p, self.seed = p, seed
+        self.p, self.seed, self.camera_p = p, seed, camera_p
         self._rng = random.Random(seed) if seed is not None else None
 
     def encodes(self, img: PILImage) -> PILImage:
@@ -140,4 +301,52 @@ class PhoneConditions(Transform):
             out = low_resolution(out, round(r.uniform(24, 64) * 1.4))
         if maybe():
             out = jpeg(out, r.randint(15, 50))
+        # Drawn only when enabled, so the other conditions' random draws are those of the shipped recipe.
+        if self.camera_p and r.random() < self.camera_p:
+            # the crop is the face plus a 20% margin on each side: face px = crop px / 1.4
+            out = camera(out, r.randint(24, 64), min(out.size) / 1.4, noise=r.uniform(0.5, 1.5),
+                         quality=r.randint(20, 50), seed=r.randrange(2**31))
         return PILImage.create(out) if out is not img else img
+
+
+class OccludeFaces(ItemTransform):
+    """Training-only: a hand or sunglasses drawn on face crops, placed so that no occluder predicts a label.
+
+    Sunglasses go on both classes alike (the eyes are not what is judged). The hand
+    goes over the mouth and chin of **unmasked** faces only (over a mask it would hide
+    the label), and the same hand, same size and colour rule, over the **forehead** of
+    masked faces at the same rate: so a hand's presence, shape or colour says
+    nothing about the label, and only what lies under the mouth does. Crops have no
+    landmarks: the face is where the crop pass put it (the middle, a 20% margin on
+    each side), upright when the crops are aligned. Works on (image, label) pairs,
+    so it knows the class; ``unmasked`` is the index of the unmasked class in the vocab.
+    """
+
+    split_idx = 0
+    order = 2
+
+    def __init__(self, p: float = 0.1, unmasked: int = 1, margin: float = 0.2, seed: int | None = None) -> None:
+        super().__init__()
+        self.p, self.unmasked, self.margin = p, unmasked, margin
+        self._rng = random.Random(seed) if seed is not None else None
+
+    def encodes(self, x):
+        img, y = x[0], x[1]
+        if not isinstance(img, Image.Image):
+            return x
+        r = self._rng or random
+        out = img.convert("RGB")
+        k = out.width / (1 + 2 * self.margin)
+        off = self.margin * k
+        box = (off, off, off + k, off + k)
+        jitter = tuple(r.randint(-25, 15) for _ in range(3))
+        changed = False
+        if r.random() < self.p:
+            unmasked = int(y) == self.unmasked
+            # unmasked: over mouth and chin; masked: the same hand 1.7 eye distances higher, on the forehead
+            out = hand_over_mouth(out, box, jitter=jitter, offset=0.0 if unmasked else 1.7)  # type: ignore[arg-type]
+            changed = True
+        if r.random() < self.p:
+            out = sunglasses(out, box, shade=r.randint(10, 50))
+            changed = True
+        return (PILImage.create(out), *x[1:]) if changed else x

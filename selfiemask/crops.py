@@ -13,11 +13,12 @@ import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .faces import DEFAULT_MARGIN, RECOMMENDED, DetectorSettings, FaceDetector, crop_face
+from .faces import ALIGN_MIN_FACE, DEFAULT_MARGIN, RECOMMENDED, DetectorSettings, FaceDetector, crop_face
 from .files import atomic_path, read_rows, sha256_file, write_rows
 from .images import ImageError, list_labelled_images, load_image
 
-__all__ = ["CROP_SIDE", "MANIFEST", "SETTINGS", "CropSettings", "CropSummary", "crop_counts", "crop_folder"]
+__all__ = ["CROP_SIDE", "MANIFEST", "SETTINGS", "CropSettings", "CropSummary", "crop_counts", "crop_folder",
+           "served_aligned"]
 
 MANIFEST = "crops.csv"
 SETTINGS = "crop_settings.json"
@@ -28,14 +29,47 @@ CROP_SIDE = 256
 
 @dataclass(frozen=True)
 class CropSettings:
+    """How crops are made; written to the crop folder and, through training, to the model card (``detector``).
+
+    ``align``: each face turned so its eye line is level where its landmarks are
+    trusted and it is at least ``align_min_face`` px (``faces.crop_face``). A model
+    trained on aligned crops is served aligned (:func:`served_aligned`). Off by
+    default: the shipped model was trained on unaligned crops.
+    """
+
     detector: DetectorSettings = RECOMMENDED
     margin: float = DEFAULT_MARGIN
     crop_side: int = CROP_SIDE
+    align: bool = False
+    align_min_face: int = ALIGN_MIN_FACE
 
     def as_dict(self) -> dict:
         d = asdict(self)
         d["detector"]["thresholds"] = list(self.detector.thresholds)
         return d
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> CropSettings:
+        """Settings as a crop folder or a card records them; fields a record lacks (older ones) take their defaults.
+
+        A record without ``detector`` means the settings before RetinaFace (MTCNN), as
+        ``DetectorSettings.from_dict`` reads them; one without ``align`` means unaligned.
+        """
+        d = dict(d or {})
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "detector"}
+        return cls(detector=DetectorSettings.from_dict(d.get("detector")), **known)
+
+
+def served_aligned(card: dict) -> tuple[bool, int]:
+    """Whether a model is served aligned faces, and the smallest face aligned: what its card says.
+
+    ``inference.align`` (set by hand on a card, for a model measured to do
+    better served aligned) wins; otherwise the crop settings it was trained on
+    (``detector.align``), so a model trained on aligned crops sees aligned crops.
+    """
+    crops = CropSettings.from_dict(card.get("detector"))
+    wanted = card.get("inference", {}).get("align")
+    return (crops.align if wanted is None else bool(wanted)), crops.align_min_face
 
 
 @dataclass
@@ -80,7 +114,8 @@ def crop_folder(src: str | Path, out: str | Path, classes: list[str] | None = No
     settings_path, manifest_path = out / SETTINGS, out / MANIFEST
     wanted = settings.as_dict()
     old = json.loads(settings_path.read_text()) if settings_path.exists() else None
-    rows = _read_manifest(manifest_path) if old == wanted else {}
+    # Compared as settings, so a folder written before a field existed (align) is still reused.
+    rows = _read_manifest(manifest_path) if old is not None and CropSettings.from_dict(old) == settings else {}
     settings_path.write_text(json.dumps(wanted, indent=1))
 
     files = list_labelled_images(src, classes)
@@ -115,7 +150,8 @@ def crop_folder(src: str | Path, out: str | Path, classes: list[str] | None = No
             dest = out / Path(rel).with_suffix(".jpg")
             if faces:
                 f = faces[0]
-                _save_jpeg(crop_face(img, f.box, settings.margin), dest, settings.crop_side)
+                crop = crop_face(img, f, settings.margin, align=settings.align, min_face=settings.align_min_face)
+                _save_jpeg(crop, dest, settings.crop_side)
                 row.update(kind="face", faces=len(faces), box=" ".join(map(str, f.box)), prob=f"{f.prob:.4f}")
             else:
                 _save_jpeg(img, dest, settings.crop_side)

@@ -9,18 +9,27 @@ inside the wheel: nothing is downloaded at run time.
 RetinaFace (``retinaface.py``) finds masked faces that MTCNN misses, in a
 tenth of the time; MTCNN stays as the fallback when RetinaFace finds nothing,
 and as the detector of models whose card names it (``backend`` missing).
+
+Both detectors return five landmarks (eyes, nose, mouth corners). A selfie
+taken lying down shows the face at 30-90 degrees, and a model trained on
+upright faces misjudges it: :func:`crop_face` can turn the face so its eye line
+is level, where the landmarks can be trusted (:func:`trusted_landmarks`: a face
+large enough, landmarks consistent with the box and each other). Whether a
+model is served aligned crops is its card's call (``crops.served_aligned``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["DEFAULT_MARGIN", "DEFAULT_MIN_FACE", "DEFAULT_MIN_PROB", "DETECT_SIDE", "PAD_FRACTION", "DetectorSettings",
-           "Face", "FaceDetector", "crop_face"]
+__all__ = ["ALIGN_MAX_DISAGREEMENT", "ALIGN_MIN_ANGLE", "ALIGN_MIN_FACE", "DEFAULT_MARGIN", "DEFAULT_MIN_FACE",
+           "DEFAULT_MIN_PROB", "DETECT_SIDE", "PAD_FRACTION", "DetectorSettings", "Face", "FaceDetector", "Landmarks",
+           "crop_face", "eye_angle", "trusted_landmarks"]
 
 #: Margin added around a detected face box on every side, as a fraction of its size.
 DEFAULT_MARGIN = 0.2
@@ -37,14 +46,29 @@ MIN_SEARCH_SIDE = 20
 #: and searched again: in a tight crop the face fills the frame and MTCNN's
 #: smallest pyramid level is too small to see it whole.
 PAD_FRACTION = 0.5
+#: Alignment: faces whose shorter box side is under this many pixels are cropped unrotated. On a
+#: 50 px face the landmarks are noise and a wrong rotation costs more than a tilt (issue 22).
+ALIGN_MIN_FACE = 64
+#: Alignment: the largest disagreement, in degrees, between the eye line and the line from the eyes
+#: to the mouth (which should be at right angles to it); beyond it the landmarks are not trusted.
+ALIGN_MAX_DISAGREEMENT = 25.0
+#: Alignment: eye lines within this many degrees of level are left alone (no resampling for nothing).
+ALIGN_MIN_ANGLE = 8.0
+
+#: Five (x, y) points: the eye on the image's left, the other eye, the nose tip, the mouth corners.
+Landmarks = tuple[tuple[float, float], ...]
 
 
 @dataclass(frozen=True)
 class Face:
-    """One detected face: box as (left, top, right, bottom) pixels, and MTCNN's probability."""
+    """One detected face: box as (left, top, right, bottom) pixels, the detector's score, its five landmarks.
+
+    ``landmarks`` is None where the detector gave none (a face made by hand).
+    """
 
     box: tuple[int, int, int, int]
     prob: float
+    landmarks: Landmarks | None = None
 
     @property
     def area(self) -> int:
@@ -102,11 +126,12 @@ class FaceDetector:
 
     def _raw(self, img: Image.Image) -> list[Face]:
         if self.settings.backend.startswith("retinaface"):
-            from .retinaface import RetinaFaceSettings, retinaface_boxes
+            from .retinaface import RetinaFaceSettings, retinaface_faces
 
             s = self.settings
             rs = RetinaFaceSettings(min_score=s.min_score, detect_side=s.detect_side)
-            found = [Face(tuple(int(round(v)) for v in f[:4]), f[4]) for f in retinaface_boxes(img, rs)]
+            found = [Face(tuple(int(round(v)) for v in f[:4]), f[4], f[5])  # type: ignore[arg-type]
+                     for f in retinaface_faces(img, rs)]
             if found or s.backend == "retinaface":
                 return found  # type: ignore[return-value]
         return self._mtcnn(img)
@@ -117,16 +142,16 @@ class FaceDetector:
         if min(img.size) * scale < MIN_SEARCH_SIDE:
             return []  # MTCNN raises on an image this thin; no face of min_face pixels fits in it anyway
         small = img if scale == 1.0 else img.resize((round(img.width * scale), round(img.height * scale)))
-        boxes, probs = _load_mtcnn(s).detect(small)
+        boxes, probs, points = _load_mtcnn(s).detect(small, landmarks=True)
         if boxes is None:
             return []
         faces = []
-        for box, prob in zip(boxes, probs):
+        for box, prob, pts in zip(boxes, probs, points):
             if prob is None or prob < s.min_prob:
                 continue
-            l, t, r, b = (float(v) / scale for v in box)
-            faces.append((l, t, r, b, float(prob)))
-        return [Face(tuple(int(round(v)) for v in f[:4]), f[4]) for f in faces]  # type: ignore[arg-type]
+            landmarks = tuple((float(x) / scale, float(y) / scale) for x, y in pts) if pts is not None else None
+            faces.append(Face(tuple(int(round(float(v) / scale)) for v in box), float(prob), landmarks))  # type: ignore[arg-type]
+        return faces
 
     def detect(self, img: Image.Image) -> list[Face]:
         """Faces in ``img``, largest first, boxes clipped to the image."""
@@ -136,24 +161,113 @@ class FaceDetector:
             pad = int(round(max(img.size) * s.pad_fraction))
             fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
             padded = ImageOps.expand(img, border=pad, fill=fill)
-            faces = [Face(tuple(v - pad for v in f.box), f.prob) for f in self._raw(padded)]  # type: ignore[arg-type]
+            faces = [_shifted(f, -pad) for f in self._raw(padded)]
         w, h = img.size
         clipped = []
         for f in faces:
             l, t, r, b = f.box
             box = (max(0, l), max(0, t), min(w, r), min(h, b))
             if min(box[2] - box[0], box[3] - box[1]) >= s.min_face:
-                clipped.append(Face(box, f.prob))
+                clipped.append(replace(f, box=box))
         return sorted(clipped, key=lambda f: f.area, reverse=True)
 
 
-def crop_face(img: Image.Image, box: tuple[int, int, int, int], margin: float = DEFAULT_MARGIN) -> Image.Image:
-    """The face box widened by ``margin`` on every side (clipped to the photo), made square where the photo allows."""
+def _shifted(face: Face, d: int) -> Face:
+    """The face moved by ``d`` pixels on both axes (from a padded copy back to the photo)."""
+    lm = tuple((x + d, y + d) for x, y in face.landmarks) if face.landmarks else None
+    return Face(tuple(v + d for v in face.box), face.prob, lm)  # type: ignore[arg-type]
+
+
+def eye_angle(landmarks: Landmarks) -> float:
+    """The eye line's angle in degrees, image axes (y down): positive when the second eye is lower.
+
+    Past 90 degrees either way the face is upside down or lying the other way;
+    rotating the photo by this angle (counter-clockwise) brings the eyes level, first eye left.
+    """
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def trusted_landmarks(face: Face, min_face: int = ALIGN_MIN_FACE,
+                      max_disagreement: float = ALIGN_MAX_DISAGREEMENT) -> bool:
+    """Whether ``face``'s landmarks are good enough to rotate the face by.
+
+    Small faces' landmarks are noise. Otherwise the landmarks must agree with
+    the box and with each other: every point inside the box (widened by 15%),
+    the eyes between a sixth and nine tenths of the box apart, the mouth at
+    least a sixth of the box away from the eyes and on the chin's side of the
+    eye line, and the eyes-to-mouth line within ``max_disagreement`` degrees
+    of square to the eye line.
+    """
+    lm = face.landmarks
+    l, t, r, b = face.box
+    size = min(r - l, b - t)
+    if lm is None or len(lm) != 5 or size < min_face:
+        return False
+    pts = np.asarray(lm, dtype=np.float64)
+    if not np.isfinite(pts).all():
+        return False
+    mx, my = 0.15 * (r - l), 0.15 * (b - t)
+    if ((pts[:, 0] < l - mx) | (pts[:, 0] > r + mx) | (pts[:, 1] < t - my) | (pts[:, 1] > b + my)).any():
+        return False
+    eye_vec = pts[1] - pts[0]
+    eyes = float(np.hypot(*eye_vec))
+    big = max(r - l, b - t)
+    if not big / 6 <= eyes <= 0.9 * big:
+        return False
+    down = (pts[3] + pts[4]) / 2 - (pts[0] + pts[1]) / 2
+    if float(np.hypot(*down)) < big / 6:
+        return False
+    # Image axes (y down): the chin side of the eye line is the eye vector turned 90 degrees clockwise on screen.
+    perpendicular = np.array([-eye_vec[1], eye_vec[0]])
+    cos = float(down @ perpendicular) / (float(np.hypot(*down)) * eyes)
+    return math.degrees(math.acos(max(-1.0, min(1.0, cos)))) <= max_disagreement
+
+
+def _square(box: tuple[int, int, int, int], margin: float) -> tuple[float, float, float]:
     l, t, r, b = box
-    cx, cy = (l + r) / 2, (t + b) / 2
-    side = max(r - l, b - t) * (1 + 2 * margin)
+    return (l + r) / 2, (t + b) / 2, max(r - l, b - t) * (1 + 2 * margin)
+
+
+def _region(img: Image.Image, left: int, top: int, side: int) -> Image.Image:
+    """``img``'s square ``(left, top, left+side, top+side)``; parts outside the photo mirror the photo's edge."""
+    arr = np.asarray(img.convert("RGB"))
+    h, w = arr.shape[:2]
+    x0, y0, x1, y1 = max(0, left), max(0, top), min(w, left + side), min(h, top + side)
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError("the face lies outside the photo")
+    part = arr[y0:y1, x0:x1]
+    pads = ((y0 - top, top + side - y1), (x0 - left, left + side - x1), (0, 0))
+    if any(p for pair in pads[:2] for p in pair):
+        # 'symmetric' mirrors the edge (repeated for a pad wider than the photo); never a black corner.
+        part = np.pad(part, pads, mode="symmetric")
+    return Image.fromarray(np.ascontiguousarray(part))
+
+
+def crop_face(img: Image.Image, face: Face | tuple[int, int, int, int], margin: float = DEFAULT_MARGIN,
+              align: bool = False, min_face: int = ALIGN_MIN_FACE) -> Image.Image:
+    """The face box widened by ``margin`` on every side (clipped to the photo), made square where the photo allows.
+
+    The one crop of the project: the crop pass, ``Classifier`` (app, CLI) and
+    the video all call it, so a model is served the crops it was trained on.
+    With ``align`` and a :class:`Face` whose landmarks are trusted
+    (:func:`trusted_landmarks`), the face is first turned so its eye line is level:
+    a square of the same side, centred on the box, taken from the photo rotated
+    about the box's centre. The rotated corners come from the photo around the
+    face (a region large enough is cut before rotating), mirrored at the photo's edge.
+    """
+    box = face.box if isinstance(face, Face) else face
+    cx, cy, side = _square(box, margin)
     half = side / 2
+    if align and isinstance(face, Face) and trusted_landmarks(face, min_face):
+        angle = eye_angle(face.landmarks)  # type: ignore[arg-type]
+        if abs(angle) >= ALIGN_MIN_ANGLE:
+            reach = math.ceil(half * math.sqrt(2)) + 2  # the rotated square's corners lie within this of its centre
+            left, top = round(cx) - reach, round(cy) - reach
+            region = _region(img, left, top, 2 * reach)
+            turned = region.rotate(angle, resample=Image.Resampling.BILINEAR, center=(cx - left, cy - top))
+            c = (cx - left - half, cy - top - half)
+            return turned.crop((round(c[0]), round(c[1]), round(c[0] + side), round(c[1] + side)))
     w, h = img.size
     crop = (max(0, round(cx - half)), max(0, round(cy - half)), min(w, round(cx + half)), min(h, round(cy + half)))
     return img.crop(crop)
-

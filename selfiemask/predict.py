@@ -18,6 +18,7 @@ from PIL import Image
 
 from . import distributed as dist
 from .card import ModelError, verify_model
+from .crops import served_aligned
 from .engines import LearnerInput, TorchForward, choose_engine, tta_probs
 from .faces import DEFAULT_MARGIN, DetectorSettings, Face, FaceDetector, crop_face
 from .images import ImageError, load_image, original_size
@@ -126,6 +127,8 @@ class Classifier:
         # The detector the model was trained with, as its card records it (cards before RetinaFace: MTCNN).
         detector = DetectorSettings.from_dict(self.card.get("detector", {}).get("detector"))
         self.detector = FaceDetector(detector) if self.detect_faces else None
+        #: Faces turned upright before cropping, as the card says (``crops.served_aligned``).
+        self.align, self.align_min_face = served_aligned(self.card)
         #: Flip test-time augmentation: the mean of the photo's and its mirror image's probabilities.
         self.tta = self.card.get("inference", {}).get("tta") == "flip" if tta is None else tta
         self._torch = torch
@@ -151,6 +154,10 @@ class Classifier:
                 out.append(Verdict(self.classes[k], row[k], dict(zip(self.classes, row))))
         return out
 
+    def crop(self, img: Image.Image, face: Face, margin: float = DEFAULT_MARGIN) -> Image.Image:
+        """``face``'s crop as this model was trained on (aligned or not): app, CLI and video alike."""
+        return crop_face(img, face, margin, align=self.align, min_face=self.align_min_face)
+
     # -- photos -----------------------------------------------------------
     def analyze_images(self, images: list[Image.Image], names: list[str] | None = None, bs: int = 32,
                        margin: float = DEFAULT_MARGIN) -> list[PhotoResult]:
@@ -164,7 +171,7 @@ class Classifier:
             faces = self.detector.detect(img) if self.detector else []
             if faces:
                 for f in faces:
-                    crops.append(crop_face(img, f.box, margin))
+                    crops.append(self.crop(img, f, margin))
                     owners.append((n, f))
             else:
                 crops.append(img)

@@ -22,7 +22,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-__all__ = ["RetinaFaceSettings", "retinaface_boxes", "retinaface_weights"]
+__all__ = ["Landmarks", "RetinaFaceSettings", "retinaface_boxes", "retinaface_faces", "retinaface_weights"]
+
+#: Five (x, y) points: the eye on the image's left, the other eye, the nose tip, the mouth corners (left, right).
+Landmarks = tuple[tuple[float, float], ...]
 
 #: BGR channel means the network was trained with.
 _MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
@@ -101,23 +104,36 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[int]:
     return keep
 
 
-def retinaface_boxes(img: Image.Image, settings: RetinaFaceSettings) -> list[tuple[float, float, float, float, float]]:
-    """(left, top, right, bottom, score) for each face in ``img``, in ``img``'s pixels, unsorted."""
+def retinaface_faces(img: Image.Image, settings: RetinaFaceSettings
+                     ) -> list[tuple[float, float, float, float, float, Landmarks]]:
+    """(left, top, right, bottom, score, landmarks) for each face in ``img``, in ``img``'s pixels, unsorted.
+
+    The landmarks are decoded as the boxes' centres are (the prior's centre
+    plus the offset times the centre variance times the prior's size): the
+    network's third output, which the boxes alone never needed.
+    """
     scale = min(1.0, settings.detect_side / max(img.size))
     small = img if scale == 1.0 else img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))),
                                                 Image.Resampling.BILINEAR)
     x = np.asarray(small.convert("RGB"), dtype=np.float32)[..., ::-1] - _MEAN_BGR
     x = np.ascontiguousarray(x.transpose(2, 0, 1)[None])
     h, w = x.shape[2:]
-    loc, conf, _landmarks = _session().run(None, {"input": x})
+    loc, conf, landms = _session().run(None, {"input": x})
     priors = _anchors(h, w)
     scores = conf[0, :, 1]
     mask = scores > settings.min_score
     if not mask.any():
         return []
-    d, p, scores = loc[0][mask], priors[mask], scores[mask]
+    d, p, scores, lm = loc[0][mask], priors[mask], scores[mask], landms[0][mask].reshape(-1, 5, 2)
     centre = p[:, :2] + d[:, :2] * _VARIANCE_CENTRE * p[:, 2:]
     size = p[:, 2:] * np.exp(d[:, 2:] * _VARIANCE_SIZE)
     boxes = np.concatenate([centre - size / 2, centre + size / 2], axis=1)
+    points = p[:, None, :2] + lm * _VARIANCE_CENTRE * p[:, None, 2:]
     keep = _nms(boxes, scores, settings.nms_iou)
-    return [(*(float(v) / scale for v in boxes[i]), float(scores[i])) for i in keep]  # type: ignore[misc]
+    return [(*(float(v) / scale for v in boxes[i]), float(scores[i]),  # type: ignore[misc]
+             tuple((float(px) / scale, float(py) / scale) for px, py in points[i])) for i in keep]
+
+
+def retinaface_boxes(img: Image.Image, settings: RetinaFaceSettings) -> list[tuple[float, float, float, float, float]]:
+    """(left, top, right, bottom, score) for each face in ``img``, in ``img``'s pixels, unsorted."""
+    return [f[:5] for f in retinaface_faces(img, settings)]  # type: ignore[misc]

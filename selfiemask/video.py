@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .faces import DEFAULT_MARGIN, FaceDetector, crop_face
+from .faces import DEFAULT_MARGIN, FaceDetector
 from .predict import Classifier
 from .verdicts import colour, is_uncertain, shown_label
 
@@ -188,6 +188,7 @@ class FrameAnalyzer:
                          if clf.detector is not None else None)
         self.tracker = FaceTracker(k=smooth, max_missed=MAX_MISSED * every)
         self._boxes: list[Box] = []
+        self._faces: list = []  # the faces of the last detection, landmarks included, reused with their boxes
         self._n = 0
 
     def __call__(self, img: Image.Image) -> FrameRecord:
@@ -196,8 +197,9 @@ class FrameAnalyzer:
         if self.detector is None:
             self._boxes = [(0, 0, img.width, img.height)]
         elif detect:
-            self._boxes = [f.box for f in self.detector.detect(img)]
-        crops = [crop_face(img, b, self.margin) for b in self._boxes] if self.detector else [img]
+            self._faces = self.detector.detect(img)
+            self._boxes = [f.box for f in self._faces]
+        crops = [self.clf.crop(img, f, self.margin) for f in self._faces] if self.detector else [img]
         probs = class_probs(self.clf, crops)
         tracks = self.tracker.update(list(self._boxes), probs)
         classes = self.clf.classes

@@ -72,7 +72,8 @@ def test_stress_benchmark_runs_on_generated_photos(tiny_data, tiny_model, tmp_pa
     report = bench.run(tiny_data, [("tiny", tiny_model, False), ("tiny+TTA", tiny_model, True)], limit=8,
                        progress=False)
     assert report["photos"] == 8
-    assert list(report["conditions"]) == bench.ORDER[:1] + list(CONDITIONS) + ["framed tight", "framed wide"]
+    assert list(report["conditions"]) == bench.ORDER
+    assert bench.ORDER[:1] + list(CONDITIONS) + ["framed tight", "framed wide"] == bench.ORDER[:12]
     assert report["conditions"]["as is"]["photos"] == 8
     for r in report["conditions"].values():
         # 'framed tight' needs a face; the generated faces may not be found, so it may hold no photos
@@ -89,3 +90,101 @@ def test_stress_benchmark_runs_on_generated_photos(tiny_data, tiny_model, tmp_pa
 def test_stress_benchmark_says_when_the_photos_are_missing(tmp_path, capsys):
     assert _benchmark().main([str(tmp_path / "nowhere")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+# -- tilt, occlusion, camera (issue 22) --------------------------------------------------------------------------
+def test_tilts_turn_the_whole_photo_and_lying_down_keeps_exif_upright(photo):
+    from selfiemask.augment import TILTS, lying_down, rolled
+
+    assert len(TILTS) == 7
+    quarter = rolled(photo, 90)
+    assert np.array_equal(_arr(quarter), _arr(photo.transpose(Image.Transpose.ROTATE_90)))  # exact, no new pixels
+    thirty = rolled(photo, 30)
+    assert thirty.width > photo.width  # grown to hold the turned photo
+    corner = _arr(thirty)[:5, :5].reshape(-1, 3)
+    assert np.allclose(corner, _arr(photo).reshape(-1, 3).mean(0), atol=3)  # filled with the mean colour, not black
+    lying = lying_down(photo)
+    assert lying.size == quarter.size and np.abs(_arr(lying) - _arr(quarter)).mean() < 4  # JPEG, not turned back
+    for name, f in TILTS.items():
+        assert f(photo).mode == "RGB", name
+
+
+def test_occluders_cover_mouth_or_eyes_in_the_faces_own_skin_colour(astronaut):
+    from selfiemask.augment import hand_over_mouth, sunglasses
+
+    box = (178, 57, 273, 177)
+    lm = ((205.0, 101.0), (247.0, 103.0), (224.0, 129.0), (202.0, 138.0), (244.0, 141.0))
+    before = _arr(astronaut)
+    hand = _arr(hand_over_mouth(astronaut, box, lm))
+    changed = np.abs(hand - before).sum(-1) > 30
+    ys, xs = np.nonzero(changed)
+    assert ys.min() > 110 and ys.max() < 200 and 150 < xs.mean() < 260  # mouth and chin, not the eyes
+    assert changed[140, 224] and not changed[101, 205]
+    skin = before[120:129, 215:234].reshape(-1, 3).mean(0)
+    assert np.abs(hand[150, 224] - skin).max() < 45  # skin-coloured, about the face's own
+    glasses = _arr(sunglasses(astronaut, box, lm))
+    assert glasses[101, 205].max() < 60 and glasses[103, 247].max() < 60  # dark over each eye
+    assert np.array_equal(glasses[140:, :], before[140:, :])  # the mouth is left as it was
+    # without landmarks the occluders go where an upright face has them
+    assert np.abs(_arr(hand_over_mouth(astronaut, box)) - before).sum(-1)[150, 224] > 30
+
+
+def test_camera_model_loses_detail_adds_noise_and_is_repeatable(photo):
+    from selfiemask.augment import CAMERA_CONDITIONS, camera
+
+    def detail(img):
+        return np.abs(np.diff(_arr(img), axis=1)).mean()
+
+    small, bigger = camera(photo, 24, 120), camera(photo, 64, 120)
+    assert small.size == photo.size and detail(small) < detail(bigger) < detail(photo)
+    assert np.array_equal(_arr(camera(photo, 24, 120, seed=3)), _arr(camera(photo, 24, 120, seed=3)))
+    flat = Image.new("RGB", (200, 200), (120, 120, 120))
+    assert _arr(camera(flat, 40, 100)).std() > 0.5  # sensor noise survives on a flat grey wall
+    assert list(CAMERA_CONDITIONS) == ["camera 24 px", "camera 40 px", "camera 64 px"]
+
+
+def test_training_occluders_do_not_predict_the_label():
+    """Hand and sunglasses equally often on both classes; the hand over the mouth only on unmasked faces."""
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import OccludeFaces
+
+    crop = PILImage.create(np.full((140, 140, 3), 200, np.uint8))
+    occlude = OccludeFaces(p=0.5, unmasked=1, seed=0)
+    # per label: [hand over mouth and chin (rows 95+), hand on the forehead (rows < 45), sunglasses (eye rows)]
+    hits = {0: [0, 0, 0], 1: [0, 0, 0]}
+    for i in range(400):
+        label = i % 2
+        out = _arr(occlude((crop, label), split_idx=0)[0])
+        diff = np.abs(out - 200).sum(-1) > 30
+        hits[label][0] += int(diff[95:, :].any())
+        hits[label][1] += int(diff[:45, :].any())
+        hits[label][2] += int((out[52:62, 40:60].max(-1) < 80).any())  # dark lenses, not the hand
+    assert hits[0][0] == 0 and hits[1][1] == 0  # over a mask: never; over an unmasked mouth: never the forehead
+    assert abs(hits[1][0] - hits[0][1]) < 30 and 60 < hits[1][0] < 140  # the hand as often on both classes
+    assert abs(hits[0][2] - hits[1][2]) < 30 and 60 < hits[0][2] < 140  # sunglasses too
+    assert np.array_equal(_arr(occlude((crop, 1), split_idx=1)[0]), _arr(crop))  # validation: untouched
+
+
+def test_phone_conditions_camera_is_off_unless_asked(photo):
+    from fastai.vision.core import PILImage
+
+    img = PILImage.create(photo)
+    a, b = PhoneConditions(p=0.15, seed=5), PhoneConditions(p=0.15, seed=5, camera_p=0.0)
+    assert all(np.array_equal(_arr(a(img, split_idx=0)), _arr(b(img, split_idx=0))) for _ in range(20))
+    cam = PhoneConditions(p=0.0, seed=1, camera_p=1.0)
+    assert not np.array_equal(_arr(cam(img, split_idx=0)), _arr(photo))
+
+
+def test_benchmark_variants_apply_each_condition_where_it_belongs(astronaut):
+    from selfiemask.faces import Face
+
+    bench = _benchmark()
+    face = Face((178, 57, 273, 177), 0.99, ((205.0, 101.0), (247.0, 103.0), (224.0, 129.0), (202.0, 138.0),
+                                            (244.0, 141.0)))
+    unmasked = bench.variants(astronaut, face, "without_mask")
+    masked = bench.variants(astronaut, face, "with_mask")
+    assert list(unmasked) == bench.ORDER
+    assert "hand over mouth" not in masked and "sunglasses" in masked
+    nothing = bench.variants(astronaut, None, "without_mask", ["as is", *bench.GROUPS["occlusion"], "rolled +30°"])
+    assert list(nothing) == ["as is", "rolled +30°"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import numpy as np
 import pytest
@@ -139,3 +140,103 @@ def test_classifier_on_faces_is_framing_invariant(rule_face_model, astronaut):
     labels = {r.main.label for r in results}
     confs = [r.main.confidence for r in results]
     assert len(labels) == 1 and max(confs) - min(confs) < 0.15, (labels, confs)
+
+
+# -- alignment ------------------------------------------------------------------------------------------------
+def _rotated(img: Image.Image, degrees: float) -> Image.Image:
+    """The photo turned counter-clockwise, grown to hold it all; the new corners grey (not black, not the face)."""
+    return img.rotate(degrees, resample=Image.Resampling.BILINEAR, expand=True, fillcolor=(128, 128, 128))
+
+
+@pytest.fixture(scope="module")
+def retina():
+    from selfiemask.faces import RECOMMENDED
+
+    return FaceDetector(RECOMMENDED)
+
+
+@pytest.mark.parametrize("degrees", [60, -60, 30])
+def test_a_face_rotated_60_degrees_is_cropped_upright(retina, astronaut, degrees):
+    from selfiemask.faces import eye_angle
+
+    upright = crop_face(astronaut, retina.detect(astronaut)[0], align=True)
+    turned = _rotated(astronaut, degrees)
+    face = retina.detect(turned)[0]
+    assert abs(eye_angle(face.landmarks) + degrees) < 15  # the detector sees the tilt
+    plain, aligned = crop_face(turned, face), crop_face(turned, face, align=True)
+    # the crop's own eye line, measured by the detector on the crop: level when aligned, tilted when not
+    tilt_plain = eye_angle(retina.detect(plain)[0].landmarks)
+    tilt_aligned = eye_angle(retina.detect(aligned)[0].landmarks)
+    assert abs(tilt_aligned) < 12 and abs(tilt_plain) > abs(degrees) - 15, (tilt_plain, tilt_aligned)
+    # and the aligned crop looks like the upright photo's crop, the unaligned one does not
+    assert _similar(aligned, upright) < 0.6 * _similar(plain, upright)
+
+
+def test_rotated_corners_come_from_the_photo_never_black():
+    """A face at the photo's corner, tilted 45 degrees: the crop's corners lie outside the photo and are mirrored."""
+    from selfiemask.faces import Face
+
+    yy, xx = np.mgrid[0:200, 0:300]
+    arr = np.stack([80 + xx * 0.5, 90 + yy * 0.5, np.full_like(xx, 160)], axis=-1).astype(np.uint8)
+    photo = Image.fromarray(arr)  # a gradient: no pixel darker than 80
+    # eyes 40 px apart on a line falling 45 degrees, mouth square to it: a face at the top left corner
+    face = Face((0, 0, 100, 100), 0.99, ((30.0, 30.0), (58.0, 58.0), (34.0, 54.0), (14.0, 54.0), (34.0, 74.0)))
+    crop = np.asarray(crop_face(photo, face, align=True))
+    assert crop.shape[0] == crop.shape[1] == 140  # the full square, not clipped to the photo
+    assert crop.min() >= 75, "a rotated corner was filled with black"
+    assert not np.array_equal(crop, np.asarray(crop_face(photo, face)))  # it was rotated
+
+
+def test_alignment_only_where_the_landmarks_can_be_trusted(astronaut):
+    from selfiemask.faces import Face, trusted_landmarks
+
+    lm = ((205.0, 101.0), (247.0, 103.0), (224.0, 129.0), (202.0, 138.0), (244.0, 141.0))
+    good = Face((178, 57, 273, 177), 0.99, lm)
+    assert trusted_landmarks(good)
+    assert not trusted_landmarks(Face((178, 57, 273, 177), 0.99, None))
+    assert not trusted_landmarks(good, min_face=200)  # too small a face: its landmarks are noise
+    mouth_above = lm[:3] + ((202.0, 70.0), (244.0, 70.0))
+    assert not trusted_landmarks(Face(good.box, 0.99, mouth_above))  # mouth on the forehead's side
+    outside = ((105.0, 101.0),) + lm[1:]
+    assert not trusted_landmarks(Face(good.box, 0.99, outside))  # an eye far outside the box
+    eyes_together = ((224.0, 101.0), (228.0, 101.0)) + lm[2:]
+    assert not trusted_landmarks(Face(good.box, 0.99, eyes_together))
+    # untrusted or small: the crop is exactly the plain one
+    tilted = Face(good.box, 0.99, ((205.0, 90.0), (247.0, 115.0)) + lm[2:])
+    assert np.array_equal(np.asarray(crop_face(astronaut, tilted, align=True, min_face=200)),
+                          np.asarray(crop_face(astronaut, tilted)))
+    plain = np.asarray(crop_face(astronaut, good))
+    assert np.array_equal(np.asarray(crop_face(astronaut, good.box, align=True)), plain)  # a box has no landmarks
+
+
+def test_the_card_says_whether_a_model_is_served_aligned():
+    """Crop settings record align; old cards and crop folders mean unaligned; inference.align overrides."""
+    from selfiemask.crops import CropSettings, served_aligned
+    from selfiemask.faces import ALIGN_MIN_FACE
+
+    assert served_aligned({}) == (False, ALIGN_MIN_FACE)
+    old = CropSettings().as_dict()
+    del old["align"], old["align_min_face"]
+    assert CropSettings.from_dict(old) == CropSettings()  # a crop cache written before align is reused
+    assert served_aligned({"detector": old}) == (False, ALIGN_MIN_FACE)
+    trained = CropSettings(align=True, align_min_face=80).as_dict()
+    assert served_aligned({"detector": trained}) == (True, 80)
+    assert served_aligned({"detector": trained, "inference": {"align": False}})[0] is False
+    assert served_aligned({"detector": old, "inference": {"align": True}})[0] is True
+
+
+def test_crop_pass_aligns_when_its_settings_say_so(tmp_path, astronaut):
+    from selfiemask.crops import SETTINGS, CropSettings
+    from selfiemask.faces import RECOMMENDED
+
+    for label in ("with_mask", "without_mask"):
+        (tmp_path / "src" / label).mkdir(parents=True)
+        _rotated(astronaut, 60).save(tmp_path / "src" / label / "a.jpg", quality=95)
+    out = {}
+    for align in (False, True):
+        dest = tmp_path / f"out_{align}"
+        crop_folder(tmp_path / "src", dest, settings=CropSettings(detector=RECOMMENDED, align=align), progress=False)
+        assert json.loads((dest / SETTINGS).read_text())["align"] is align
+        out[align] = Image.open(dest / "without_mask" / "a.jpg").convert("RGB")
+    upright = crop_face(astronaut, FaceDetector(RECOMMENDED).detect(astronaut)[0])
+    assert _similar(out[True], upright) < 0.6 * _similar(out[False], upright)

@@ -72,3 +72,34 @@ def test_card_names_the_detector():
 
     recorded = CropSettings().as_dict()["detector"]
     assert DetectorSettings.from_dict(recorded) == RECOMMENDED
+
+
+def test_landmarks_decoded_where_the_astronauts_eyes_nose_and_mouth_are(astronaut):
+    """Eyes at about (205, 101) and (247, 103) of the 512x512 photo, nose (224, 129), mouth corners near y 140."""
+    from selfiemask.retinaface import retinaface_faces
+
+    (l, t, r, b, _, lm), = retinaface_faces(astronaut, RetinaFaceSettings())
+    (lx, ly), (rx, ry), (nx, ny), (mlx, mly), (mrx, mry) = lm
+    assert lx < nx < rx and mlx < mrx  # the first eye and mouth corner are on the image's left
+    assert max(ly, ry) < ny < min(mly, mry)  # eyes above the nose, the nose above the mouth
+    assert all(l <= x <= r and t <= y <= b for x, y in lm)
+    for (x, y), (ex, ey) in zip(lm, [(205, 101), (247, 103), (224, 129), (202, 138), (244, 141)]):
+        assert abs(x - ex) < 8 and abs(y - ey) < 8, (x, y, ex, ey)
+    # the detector's downscaled copy: points come back at the photo's scale, as boxes do
+    (*_, big), = retinaface_faces(astronaut.resize((1024, 1024)), RetinaFaceSettings())
+    assert all(abs(bx / 2 - x) < 6 and abs(by / 2 - y) < 6 for (bx, by), (x, y) in zip(big, lm))
+
+
+def test_both_detectors_carry_landmarks_through_padding_and_clipping(astronaut):
+    """MTCNN (the fallback) returns the same five points; the padded retry moves them back with the box."""
+    for settings in (RECOMMENDED, DetectorSettings()):
+        face = FaceDetector(settings).detect(astronaut)[0]
+        assert face.landmarks is not None and len(face.landmarks) == 5
+        (lx, ly), (rx, ry) = face.landmarks[:2]
+        assert abs(lx - 205) < 10 and abs(rx - 247) < 10 and abs(ly - 101) < 10, settings.backend
+        l, t, r, b = face.box
+        tight = astronaut.crop((l, t, r, b))  # found only through the padded retry
+        found = FaceDetector(settings).detect(tight)
+        assert found and found[0].landmarks is not None
+        (tx, ty) = found[0].landmarks[0]
+        assert abs(tx + l - lx) < 10 and abs(ty + t - ly) < 10, settings.backend
