@@ -34,10 +34,11 @@ def every_file(root):
 
 
 def test_forget_removes_every_derived_copy_and_names_the_models(tmp_path, rule_model, capsys):
-    from selfiemask.card import card_path, keep_version
+    from selfiemask.card import card_path
     from selfiemask.crops import crop_folder
     from selfiemask.curate.verify import verify
     from selfiemask.files import photo_digests, read_rows
+    from selfiemask.history import keep_version
     from selfiemask.images import list_labelled_images
     from selfiemask.paths import Layout, default_crop_cache
 

@@ -18,7 +18,7 @@ LAYERS: dict[str, int] = {
     # 1: images, faces, the architectures and their offline ImageNet weights
     "images": 1, "faces": 1, "arches": 1,
     # 2: what a model is made of and from
-    "card": 2, "data": 2, "crops": 2, "distill": 2, "pretrained": 2,
+    "card": 2, "data": 2, "crops": 2, "distill": 2, "pretrained": 2, "engines": 2,
     # 3: using a model, and keeping its versions
     "predict": 3, "history": 3,
     # 4: judging a model
