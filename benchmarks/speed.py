@@ -371,7 +371,7 @@ def main() -> None:
         buf = io.BytesIO()
         photo.save(buf, "JPEG", quality=92)
         photo_path.write_bytes(buf.getvalue())
-        size = tuple(clf._item.fs[0].size) if clf._item.fs else "?"
+        size = tuple(clf.preprocess([Image.new("RGB", (64, 64))]).shape[2:])
         print("Machine:", machine(threads))
         print(f"Model: {what}; {card.get('architecture', 'resnet34')}, input {size} px, classes {clf.classes}, "
               f"face detection {'on' if clf.detector else 'off'}")

@@ -58,8 +58,21 @@ def get_classifier(model_path: str | Path = DEFAULT_MODEL) -> Classifier:
     """One learner per kernel: loading takes seconds, classifying a photo a fraction of that."""
     path = Path(model_path).resolve()
     if path not in _classifiers:
-        _classifiers[path] = Classifier(path)
+        clf = Classifier(path)
+        _warm_up(clf)
+        _classifiers[path] = clf
     return _classifiers[path]
+
+
+def _warm_up(clf: Classifier) -> None:
+    """One photo through the whole path before any visitor's: the first call of each library (ONNX Runtime's
+    sessions, torch's kernels, the JPEG decoder) costs far more than the next, and a preheated kernel should
+    pay it, not the first visitor."""
+    try:
+        for p in sorted(SAMPLES.glob("*.jpg"))[:1]:
+            clf.analyze_images([load_image(p)])
+    except Exception:  # noqa: BLE001 - a warm-up is an optimisation: a failure shows on the first real photo
+        pass
 
 
 def draw_boxes(img: Image.Image, result: PhotoResult) -> Image.Image:

@@ -36,6 +36,7 @@ __all__ = [
     "framed_wide",
     "grayscale",
     "jpeg",
+    "hand_from_the_side",
     "hand_over_mouth",
     "low_resolution",
     "lying_down",
@@ -165,16 +166,18 @@ def _face_points(box: tuple[float, float, float, float], landmarks=None) -> np.n
 
 
 def _skin(img: Image.Image, pts: np.ndarray, jitter: tuple[int, int, int] = (0, 0, 0)) -> tuple[int, int, int]:
-    """The face's own skin colour (the median around the nose, between the eyes and the mouth), a little changed.
+    """The face's own skin colour (the median between and just above the eyes), a little changed.
 
     A hand is about the colour of its face: taking the face's colour keeps the patch
-    right for every skin tone rather than drawing one tone on all.
+    right for every skin tone rather than drawing one tone on all. The patch is taken
+    above the nose bridge because a mask covers the nose: sampled lower, a masked face's
+    "hand" took the mask's colour, and a white hand over an unmasked mouth looks like a mask.
     """
     d = max(4.0, float(np.hypot(*(pts[1] - pts[0]))))
-    cx, cy = pts[2]
+    cx, cy = (pts[0] + pts[1]) / 2
     arr = np.asarray(img.convert("RGB"))
-    x0, x1 = int(max(0, cx - d / 4)), int(min(arr.shape[1], cx + d / 4 + 1))
-    y0, y1 = int(max(0, cy - d / 3)), int(min(arr.shape[0], cy + 1))
+    x0, x1 = int(max(0, cx - d / 5)), int(min(arr.shape[1], cx + d / 5 + 1))
+    y0, y1 = int(max(0, cy - d / 2.5)), int(min(arr.shape[0], cy - d / 10 + 1))
     patch = arr[y0:y1, x0:x1].reshape(-1, 3)
     base = np.median(patch, axis=0) if patch.size else np.array([190, 150, 120])
     return tuple(int(np.clip(v + j, 0, 255)) for v, j in zip(base, jitter))  # type: ignore[return-value]
@@ -208,6 +211,27 @@ def hand_over_mouth(img: Image.Image, box, landmarks=None, jitter: tuple[int, in
     return out
 
 
+def hand_from_the_side(img: Image.Image, box, landmarks=None) -> Image.Image:
+    """A hand raised from below, fingers up, over the mouth and one cheek: a shape training never draws.
+
+    Training draws :func:`hand_over_mouth`'s palm only; this one tells whether what was learnt is "skin over
+    the mouth is not a mask" rather than that one drawing.
+    """
+    out = img.convert("RGB").copy()
+    pts = _face_points(box, landmarks)
+    d = max(4.0, float(np.hypot(*(pts[1] - pts[0]))))
+    cx, cy = (pts[3] + pts[4]) / 2 + np.array([0.3 * d, 0.35 * d])
+    w, h = 1.25 * d, 1.9 * d
+    colour = _skin(img, pts, (-14, -18, -16))
+    shade = tuple(max(0, int(c * 0.8)) for c in colour)
+    draw = ImageDraw.Draw(out)
+    draw.rounded_rectangle([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], radius=w / 2.2, fill=colour)
+    for k in range(1, 4):  # the gaps between four upright fingers, down to the knuckles
+        x = cx - w / 2 + k * w / 4
+        draw.line([x, cy - h / 2 + w / 8, x, cy], fill=shade, width=max(1, int(d / 25)))
+    return out
+
+
 def sunglasses(img: Image.Image, box, landmarks=None, shade: int = 25) -> Image.Image:
     """Sunglasses-like dark lenses over both eyes, joined by a bridge, each with a faint reflection."""
     out = img.convert("RGB").copy()
@@ -228,6 +252,7 @@ def sunglasses(img: Image.Image, box, landmarks=None, shade: int = 25) -> Image.
 #: The hand goes on unmasked faces only: over a mask it would hide the very thing judged.
 OCCLUSIONS: dict[str, tuple[Callable[..., Image.Image], tuple[str, ...] | None]] = {
     "hand over mouth": (hand_over_mouth, ("without_mask",)),
+    "hand from the side (untrained shape)": (hand_from_the_side, ("without_mask",)),
     "sunglasses": (sunglasses, None),
 }
 
@@ -320,10 +345,12 @@ class OccludeFaces(ItemTransform):
     landmarks: the face is where the crop pass put it (the middle, a 20% margin on
     each side), upright when the crops are aligned. Works on (image, label) pairs,
     so it knows the class; ``unmasked`` is the index of the unmasked class in the vocab.
+    Runs first (order 0), while the face is still where the crop pass put it: after
+    the random crop it could be anywhere.
     """
 
     split_idx = 0
-    order = 2
+    order = 0
 
     def __init__(self, p: float = 0.1, unmasked: int = 1, margin: float = 0.2, seed: int | None = None) -> None:
         super().__init__()
@@ -339,7 +366,8 @@ class OccludeFaces(ItemTransform):
         k = out.width / (1 + 2 * self.margin)
         off = self.margin * k
         box = (off, off, off + k, off + k)
-        jitter = tuple(r.randint(-25, 15) for _ in range(3))
+        shift = r.randint(-25, 10)  # a little darker or lighter, the hue kept (a hand is the face's own colour)
+        jitter = tuple(shift + r.randint(-5, 5) for _ in range(3))
         changed = False
         if r.random() < self.p:
             unmasked = int(y) == self.unmasked

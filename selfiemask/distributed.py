@@ -49,9 +49,11 @@ def is_main() -> bool:
 
 def active() -> bool:
     """True once this process has joined a process group of more than one process (see :func:`init`)."""
+    if world_size() <= 1:
+        return False  # without importing torch: a one-process `selfiemask predict` may not need it at all
     import torch.distributed as td
 
-    return world_size() > 1 and td.is_available() and td.is_initialized()
+    return td.is_available() and td.is_initialized()
 
 
 #: Minutes a process may wait in one collective. The others wait while one process crops a

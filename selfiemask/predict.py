@@ -14,12 +14,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from . import distributed as dist
 from .card import ModelError, verify_model
 from .crops import served_aligned
-from .engines import LearnerInput, TorchForward, choose_engine, tta_probs
+from .engines import LearnerInput, SpecInput, TorchForward, choose_engine, tta_probs
 from .faces import DEFAULT_MARGIN, DetectorSettings, Face, FaceDetector, crop_face
 from .images import ImageError, load_image, original_size
 from .paths import DEFAULT_MODEL
@@ -86,7 +87,8 @@ class Classifier:
 
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, detect_faces: bool | None = None,
                  check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False,
-                 tta: bool | None = None, engine: str | None = None, threads: int | None = None) -> None:
+                 tta: bool | None = None, engine: str | None = None, threads: int | None = None,
+                 lazy: bool = False) -> None:
         """``check_sha`` False or ``allow_unverified``: a model without a (complete) card loads, with a warning.
 
         ``engine`` (default: the ``SELFIEMASK_ENGINE`` setting, else ``auto``) chooses the forward pass:
@@ -97,31 +99,16 @@ class Classifier:
         The learner is unpickled through :mod:`selfiemask.safe_load`'s allowlist, so a model file cannot
         run code; ``unsafe_pickle`` (Python API only, for a model you made with code the list lacks) uses
         fastai's ``load_learner`` and its warning is left visible.
+
+        ``lazy`` (``selfiemask predict``): when a verified graph will run and the card records the
+        preprocessing, the learner is not unpickled and neither fastai nor torch is imported until
+        something asks for them (``learn``, ``model``); the card, checked against the model file's
+        sha256, gives the classes, and :class:`engines.SpecInput` the learner's own preprocessing.
         """
-        import torch
-
-        from .safe_load import UnsafeModelError, load_learner_safely
-
         self.model_path = Path(model_path)
         self.card = verify_model(self.model_path, allow_unverified=allow_unverified or not check_sha)
-        try:
-            if unsafe_pickle:
-                from fastai.learner import load_learner
-
-                self.learn = load_learner(self.model_path, cpu=True)
-            else:
-                self.learn = load_learner_safely(self.model_path)
-        except UnsafeModelError as e:
-            raise ModelError(f"refusing to load {self.model_path}: {e}") from None
-        except Exception as e:  # noqa: BLE001 - unpickling errors are many; the user needs one message
-            raise ModelError(f"cannot load {self.model_path}: {type(e).__name__}: {e}") from None
-        # channels_last: the same numbers, 10-20% faster convolutions on CPU (benchmarks/speed.py).
-        self._torch_forward = TorchForward(self.learn.model)
-        self.model = self._torch_forward.model
-        self.classes: list[str] = list(self.learn.dls.vocab)
-        # The validation-mode transforms (split_idx=1): centred resize, no flips or lighting.
-        self._input = LearnerInput(self.learn)
-        self._item, self._batch = self._input._item, self._input._batch
+        self._unsafe_pickle = unsafe_pickle
+        self._learn = None
         trained_on_crops = self.card.get("input", "face crops") == "face crops"
         self.detect_faces = trained_on_crops if detect_faces is None else detect_faces
         # The detector the model was trained with, as its card records it (cards before RetinaFace: MTCNN).
@@ -131,13 +118,66 @@ class Classifier:
         self.align, self.align_min_face = served_aligned(self.card)
         #: Flip test-time augmentation: the mean of the photo's and its mirror image's probabilities.
         self.tta = self.card.get("inference", {}).get("tta") == "flip" if tta is None else tta
-        self._torch = torch
         wanted = engine or os.environ.get("SELFIEMASK_ENGINE") or "auto"
-        choice = choose_engine(self.model_path, self.card, wanted,
-                               torch.get_num_threads() if threads is None else threads)
+        spec = (self.card.get("engines") or {}).get("preprocessing")
+        if lazy and spec and self.card.get("classes") and not unsafe_pickle and wanted != "torch":
+            choice = choose_engine(self.model_path, self.card, wanted, threads or 0)
+            if choice.forward is not None:
+                self.classes: list[str] = list(self.card["classes"])
+                self._input = SpecInput(spec)
+                self.engine, self.engine_note, self._forward = choice.name, choice.note, choice.forward
+                return
+        else:
+            choice = None
+        self._load_learner()
+        if choice is None:  # (a lazy start that fell back to torch has chosen, and said why, once)
+            choice = choose_engine(self.model_path, self.card, wanted,
+                                   self._torch.get_num_threads() if threads is None else threads)
         #: ``torch``, ``onnx`` or ``int8``: what runs the forward pass; ``engine_note`` says which and why.
         self.engine, self.engine_note = choice.name, choice.note
         self._forward = choice.forward or self._torch_forward
+
+    def _load_learner(self) -> None:
+        """Unpickle the learner (through the safe loader) and take its classes and validation transforms."""
+        import torch
+
+        from .safe_load import UnsafeModelError, load_learner_safely
+
+        try:
+            if self._unsafe_pickle:
+                from fastai.learner import load_learner
+
+                self._learn = load_learner(self.model_path, cpu=True)
+            else:
+                self._learn = load_learner_safely(self.model_path)
+        except UnsafeModelError as e:
+            raise ModelError(f"refusing to load {self.model_path}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - unpickling errors are many; the user needs one message
+            raise ModelError(f"cannot load {self.model_path}: {type(e).__name__}: {e}") from None
+        self._torch = torch
+        # channels_last: the same numbers, 10-20% faster convolutions on CPU (benchmarks/speed.py).
+        self._torch_forward = TorchForward(self._learn.model)
+        vocab = list(self._learn.dls.vocab)
+        if getattr(self, "classes", vocab) != vocab:
+            raise ModelError(f"{self.model_path}: the learner's classes {vocab} are not its card's {self.classes}")
+        self.classes = vocab
+        if not isinstance(getattr(self, "_input", None), SpecInput):
+            # The validation-mode transforms (split_idx=1): centred resize, no flips or lighting.
+            self._input = LearnerInput(self._learn)
+
+    @property
+    def learn(self):
+        """The fastai learner (unpickled on first use when the classifier started lazily)."""
+        if self._learn is None:
+            self._load_learner()
+        return self._learn
+
+    @property
+    def model(self):
+        """The torch model (channels_last), loaded with the learner."""
+        if self._learn is None:
+            self._load_learner()
+        return self._torch_forward.model
 
     # -- the model --------------------------------------------------------
     def preprocess(self, images: list[Image.Image]):
@@ -148,7 +188,8 @@ class Classifier:
         """Verdicts for already-cropped images, in batches of ``bs`` (the flip augmentation in the same batch)."""
         out: list[Verdict] = []
         for i in range(0, len(images), bs):
-            probs = tta_probs(self._forward, self.preprocess(images[i:i + bs]).numpy(), self.tta)
+            x = self.preprocess(images[i:i + bs])
+            probs = tta_probs(self._forward, x if isinstance(x, np.ndarray) else x.numpy(), self.tta)
             for row in probs.tolist():
                 k = max(range(len(row)), key=row.__getitem__)
                 out.append(Verdict(self.classes[k], row[k], dict(zip(self.classes, row))))

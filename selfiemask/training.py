@@ -123,12 +123,13 @@ def _photos(data_dir: Path, classes: list[str] | None) -> list[Path]:
 
 def face_crops(data_dir: str | Path, crops: bool = default("crops"), cache: str | Path | None = None,
                classes: list[str] | None = None, valid_pct: float = default("valid_pct"),
-               seed: int = default("seed")) -> TrainingPhotos:
+               seed: int = default("seed"), align: bool = default("align")) -> TrainingPhotos:
     """The largest face of every photo, cropped (cached: a second run only looks at new or changed photos).
 
     Training photos are framed very differently from selfies, and a whole-image model learns the framing
     instead of the mask; the app and the CLI find faces first too. ``crops`` False trains on whole photos.
-    A folder made by the crop pass itself is used as it is.
+    ``align``: faces turned upright where their landmarks are trusted (the card says so, and the model is
+    served the same way). A folder made by the crop pass itself is used as it is.
     """
     data_dir = Path(data_dir)
     sources = _photos(data_dir, classes)
@@ -143,10 +144,11 @@ def face_crops(data_dir: str | Path, crops: bool = default("crops"), cache: str 
     elif crops:
         folder = Path(cache) if cache else default_crop_cache(data_dir)
         _log(f"detecting faces in {len(sources)} photos (cached in {folder})")
-        summary = dist.on_main(crop_folder, data_dir, folder, classes, per_node=True)  # one writer per cache
+        settings = CropSettings(align=align)
+        summary = dist.on_main(crop_folder, data_dir, folder, classes, settings, per_node=True)  # one writer a cache
         _log(f"face crops: {summary.face} faces, {summary.whole} photos kept whole, {summary.failed} unreadable; "
              f"{summary.reused} reused from the cache")
-        card = {"input": "face crops", "detector": {**CropSettings().as_dict(), "counts": crop_counts(folder)}}
+        card = {"input": "face crops", "detector": {**settings.as_dict(), "counts": crop_counts(folder)}}
     else:
         folder, card = data_dir, {"input": "whole images"}
     return TrainingPhotos(data_dir, folder, sources, classes, valid_pct, seed, card)
@@ -228,7 +230,8 @@ class SaveEachEpoch(Callback):
     order = 90
 
     def __init__(self, out: str | Path, settings: dict | None = None, resume: bool = False) -> None:
-        self.work = work_folder(out)
+        # Absolute: fastai's save joins a relative name onto learn.path, which is this folder already.
+        self.work = work_folder(Path(out).resolve())
         self.settings, self.resume = settings or {}, resume
         self.meta = self.work / "checkpoint.json"
         self.lr_used: float | None = None  # recorded with each checkpoint: a resumed run needs no lr_find
@@ -287,7 +290,7 @@ def work_folder(out: str | Path) -> Path:
 class Start:
     """Where a learner's weights came from: ``pretrained`` True means fine-tune (fastai's ``fine_tune``)."""
 
-    kind: str  # "shipped", "imagenet" or "none"
+    kind: str  # "shipped", "shipped body" (other classes: all but the last layer), "imagenet" or "none"
     pretrained: bool
     weights: str  # for the card, in words
 
@@ -309,19 +312,43 @@ def _shipped_start(learn, model: Path) -> Start | str:
         shipped = load_learner_safely(model)
     except (ModelError, UnsafeModelError) as e:
         return f"{model} cannot be loaded ({str(e).splitlines()[0][:200]})"
-    if list(shipped.dls.vocab) != list(learn.dls.vocab):
-        return f"{model} has the classes {list(shipped.dls.vocab)}, this training {list(learn.dls.vocab)}"
+    other = _arch_name(learn)
+    wrong_arch = f"is a {card.get('architecture', 'other architecture')}, not a {other}"
+    same_classes = list(shipped.dls.vocab) == list(learn.dls.vocab)
+    classes = f"{model} has the classes {list(shipped.dls.vocab)}, this training {list(learn.dls.vocab)}"
     try:
-        learn.model.load_state_dict(shipped.model.state_dict())
-    except RuntimeError:
-        return f"{model} is a {card.get('architecture', 'other architecture')}, not a {_arch_name(learn)}"
+        if same_classes:
+            learn.model.load_state_dict(shipped.model.state_dict())
+        else:
+            _all_but_the_last_layer(shipped.model, learn.model)
+    except (RuntimeError, TypeError, IndexError):
+        return f"{model} {wrong_arch}" if same_classes else f"{classes}, and {wrong_arch}"
     acc = card.get("validation", {}).get("accuracy")
     score = f", {acc:.1%} on its validation photos" if acc is not None else ""
     recorder = getattr(learn, "model_card", None)
     if recorder is not None and card.get("inference"):
-        recorder.record["inference"] = card["inference"]  # served as its start was (e.g. flip TTA)
-    return Start("shipped", True, f"the current model {model} (sha256 {card.get('export_sha256', '?')[:16]}…, "
-                                  f"{card.get('architecture', '?')}{score})")
+        # Served as its start was (e.g. flip TTA, faces upright); the start's reasons were measured on the start.
+        inherited = {k: v for k, v in card["inference"].items() if not k.endswith("why")}
+        recorder.record["inference"] = {**inherited, "why": f"as the model it started from "
+                                        f"({card.get('export_sha256', '?')[:8]}) is served"}
+    what = f"{model} (sha256 {card.get('export_sha256', '?')[:16]}…, {card.get('architecture', '?')}{score})"
+    if same_classes:
+        return Start("shipped", True, f"the current model {what}")
+    _log(f"{classes}: starting from its body and head, with a new last layer for {len(learn.dls.vocab)} classes")
+    return Start("shipped body", True, f"the current model {what}, all but its last layer (it has the classes "
+                                       f"{list(shipped.dls.vocab)})")
+
+
+def _all_but_the_last_layer(source, target) -> None:
+    """``source``'s weights in ``target`` except the final classifier layer, whose shape differs: a model that
+    knows faces and masks is a better start for a new class than ImageNet, let alone nothing."""
+    target[0].load_state_dict(source[0].state_dict())  # the body: raises when the architectures differ
+    theirs, ours = source[1].state_dict(), target[1].state_dict()
+    same = {k: v for k, v in theirs.items() if k in ours and ours[k].shape == v.shape}
+    last = [k for k in ours if k not in same]
+    if not last or len(last) > 2:  # the last Linear's weight and bias, nothing else
+        raise RuntimeError(f"heads differ beyond their last layer: {last}")
+    target[1].load_state_dict(same, strict=False)
 
 
 def _resolve(required: bool, name: str) -> tuple[bool, str]:
@@ -364,7 +391,8 @@ def start_from(learn, pretrained: str | bool | None = default("pretrained"), mod
 
     ``"shipped"``: the project's current model (``model``), the best start for the same classes: a ResNet34
     that already knows masks, where ImageNet weights cannot be downloaded here and 100 photos from scratch
-    train a model at chance. When it cannot serve (other classes or architecture, missing), ImageNet
+    train a model at chance. For other classes (a third one) all but its last layer are taken. When it
+    cannot serve (another architecture, missing), ImageNet
     weights if they can be had, else from scratch, said in a line. ``"imagenet"``: ImageNet weights or a
     stop; ``"auto"``: ImageNet weights or from scratch; ``"none"``: from scratch. With weights, the body is
     frozen as ``vision_learner(pretrained=True)`` leaves it, for ``lr_find`` and ``fine_tune``.
@@ -492,7 +520,8 @@ def _figures(learn, interp, figure: callable, lr_curve=None) -> None:
     save_figure(plot_top_losses(interp, 9), figure("top_losses"))
 
 
-def keep_if_better(learn, out: str | Path, force: bool = default("force"), interp=None) -> dict:
+def keep_if_better(learn, out: str | Path, force: bool = default("force"), interp=None,
+                   engines: bool = default("engines")) -> dict:
     """Export the learner with its card, then replace the model at ``out`` only if the new one is not worse.
 
     The new model is exported into the work folder first. With no current model it is installed.
@@ -537,6 +566,10 @@ def keep_if_better(learn, out: str | Path, force: bool = default("force"), inter
     digest = sha256_file(tmp)
     card = _card(learn, out, digest, metrics, record, photos, fastai.__version__, torch)
     tmp.replace(staged)
+    if engines and photos is not None:
+        graphs = _write_graphs(learn, staged, photos, card)
+        if graphs:
+            card["engines"] = graphs
     write_card(staged, card)  # beside it, its figures: the work folder holds the whole model (card.model_files)
     if out.exists():
         _replace_or_keep(out, staged, card, photos, force)
@@ -545,6 +578,41 @@ def keep_if_better(learn, out: str | Path, force: bool = default("force"), inter
         _log(f"exported {out} ({metrics['accuracy']:.1%} validation accuracy), the first model there")
     shutil.rmtree(work, ignore_errors=True)
     return card
+
+
+#: Training crops the int8 ranges are measured on (evenly spaced, each with its mirror).
+CALIBRATION_CROPS = 200
+
+
+def _write_graphs(learn, staged: Path, photos: TrainingPhotos, card: dict) -> dict | None:
+    """The new model's ONNX graphs beside it, calibrated on training crops and measured against the learner on
+    every validation crop (``engines.write_engines``); None, said, when they cannot be made: the learner is the
+    model, and torch runs it."""
+    from .engines import write_engines
+
+    items = list_labelled_images(photos.folder, photos.classes)
+    train = [p for p in items if not is_valid_item(p, photos.valid_pct, photos.seed)]
+    valid = [(p, p.relative_to(photos.folder).parts[0]) for p in items if is_valid_item(p, photos.valid_pct,
+                                                                                          photos.seed)]
+    calibration = train[:: max(1, len(train) // CALIBRATION_CROPS)][:CALIBRATION_CROPS]
+    _log(f"writing the ONNX graphs: int8 calibrated on {len(calibration)} training crops, both measured against the "
+         f"learner on {len(valid)} validation crops")
+    start = time.monotonic()
+    try:
+        fields = write_engines(learn, staged, calibration, valid, tta=card.get("inference", {}).get("tta") == "flip")
+    except Exception as e:  # noqa: BLE001 - the graphs are an optional speed-up: the export stands without them
+        _log(f"the ONNX graphs were not written ({type(e).__name__}: {str(e)[:200]}); the model runs on torch")
+        return None
+    fields["command"] = (f"written at export (training.keep_if_better): int8 calibrated on {len(calibration)} "
+                         f"training crops, measured on {len(valid)} validation crops")
+    for name in ("int8", "onnx"):
+        f = fields.get(name)
+        if f:
+            a = f["agreement"]
+            _log(f"  {f['file']}: the learner's label on {a['same_label']:.2%} of {a['photos']} validation crops"
+                 + ("" if f["passes"] else f"; not used: {f.get('why_not', '')}"))
+    _log(f"  graphs written and measured in {_duration(time.monotonic() - start)}")
+    return fields
 
 
 def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: TrainingPhotos | None,
@@ -559,6 +627,7 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
                 "seconds": record.get("seconds"),
                 "estimate": record.get("estimate"), "device": str(dls.device),
                 "machine": f"{platform.machine()}, {torch.get_num_threads()} threads"}
+    training["augmentation"] = _augmentation(dls)
     if "distillation" in record:
         training["distillation"] = record["distillation"]
     card = {"format": 1, **(photos.card if photos else {}),
@@ -580,6 +649,19 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
         card["inference"] = inference
     card.update(record.get("notes", {}))
     return card
+
+
+def _augmentation(dls) -> dict:
+    """The project's training-only conditions as the loaders ran them (a notebook may have changed them)."""
+    from .augment import OccludeFaces, PhoneConditions
+
+    found: dict = {"occlude_p": 0.0}  # no OccludeFaces transform at all when it is off
+    for f in dls.train.after_item.fs:
+        if isinstance(f, OccludeFaces):
+            found["occlude_p"] = f.p
+        elif isinstance(f, PhoneConditions):
+            found.update(phone_p=f.p, camera_p=f.camera_p)
+    return found
 
 
 def _image_size(dls) -> int | None:
@@ -655,7 +737,7 @@ def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alp
 
 
 #: Settings that do not change what is trained: a checkpoint made with other values still resumes.
-_NOT_SETTINGS = {"resume", "num_workers", "notes", "out", "callbacks", "force", "distributed"}
+_NOT_SETTINGS = {"resume", "num_workers", "notes", "out", "callbacks", "force", "distributed", "engines"}
 
 
 def _lr_find(learn, lr: float | None) -> float:
@@ -678,10 +760,10 @@ def train(cfg: TrainConfig) -> dict:
 
     dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
     out = Path(cfg.out)
-    photos = face_crops(cfg.data_dir, cfg.crops, cfg.crop_cache, cfg.classes, cfg.valid_pct, cfg.seed)
+    photos = face_crops(cfg.data_dir, cfg.crops, cfg.crop_cache, cfg.classes, cfg.valid_pct, cfg.seed, cfg.align)
     set_seed(cfg.seed)
     bs = batch_size(photos, cfg.bs)
-    dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed)
+    dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed, cfg.occlude_p, cfg.camera_p)
     dls = dblock.dataloaders(photos.folder, bs=bs, **({} if cfg.num_workers is None else
                                                       {"num_workers": cfg.num_workers}))
     if not len(dls.train_ds) or not len(dls.valid_ds):
@@ -717,5 +799,5 @@ def train(cfg: TrainConfig) -> dict:
         from fastai.vision.all import ClassificationInterpretation
 
         interp = ClassificationInterpretation.from_learner(learn)
-        return keep_if_better(learn, out, cfg.force, interp=interp)
+        return keep_if_better(learn, out, cfg.force, interp=interp, engines=cfg.engines)
 

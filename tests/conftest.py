@@ -52,7 +52,8 @@ def tiny_model(tiny_data, tmp_path_factory) -> Path:
         return tmp / "export.pkl"
     out = tmp / "export.pkl"
     train(TrainConfig(data_dir=tiny_data, out=out, epochs=3, size=64, bs=16, lr=2e-3, pretrained="imagenet",
-                      arch="mobilenet_v2", crops=True, crop_cache=tmp / "crops", seed=test_seed()))
+                      arch="mobilenet_v2", crops=True, crop_cache=tmp / "crops", seed=test_seed(),
+                      engines=False))
     return out
 
 

@@ -291,7 +291,7 @@ def test_review_keep_and_compare_with_a_tiny_model(tmp_path):
     out = tmp_path / "export.pkl"
     # Zero epochs: an untrained but real exported learner with its card, in seconds; the mechanics are under test.
     train(TrainConfig(data_dir=data, out=out, epochs=0, size=32, bs=8, lr=2e-3, pretrained=False, crops=False,
-                      valid_pct=0.3, num_workers=0))
+                      valid_pct=0.3, num_workers=0, engines=False))
     bak = keep_version(out)  # the one backup there is: models/history/<date>-<time>-<sha8>/ beside the model
     assert bak == tmp_path / "models" / "history" / version_name(out) / "export.pkl"
     assert bak.read_bytes() == out.read_bytes() and card_path(bak).read_bytes() == card_path(out).read_bytes()
@@ -318,7 +318,8 @@ def test_cli_review_ends_with_the_relabel_command_to_run(tmp_path, capsys):
 
     out = tmp_path / "export.pkl"
     train(TrainConfig(data_dir=make_dataset(tmp_path / "train", per_class=10, size=48), out=out, epochs=0, size=32,
-                      bs=8, lr=2e-3, pretrained=False, crops=False, valid_pct=0.3, num_workers=0))
+                      bs=8, lr=2e-3, pretrained=False, crops=False, valid_pct=0.3, num_workers=0,
+                      engines=False))
     layout = Layout.under(tmp_path / "data")
     make_dataset(layout.clean, per_class=5, size=48, seed=3)
     capsys.readouterr()  # what training printed

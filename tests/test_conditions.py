@@ -110,18 +110,20 @@ def test_tilts_turn_the_whole_photo_and_lying_down_keeps_exif_upright(photo):
 
 
 def test_occluders_cover_mouth_or_eyes_in_the_faces_own_skin_colour(astronaut):
-    from selfiemask.augment import hand_over_mouth, sunglasses
+    from selfiemask.augment import hand_from_the_side, hand_over_mouth, sunglasses
 
     box = (178, 57, 273, 177)
     lm = ((205.0, 101.0), (247.0, 103.0), (224.0, 129.0), (202.0, 138.0), (244.0, 141.0))
     before = _arr(astronaut)
     hand = _arr(hand_over_mouth(astronaut, box, lm))
-    changed = np.abs(hand - before).sum(-1) > 30
+    changed = np.abs(hand - before).sum(-1) > 0  # a flat fill of the face's own colour: changed, not always by much
     ys, xs = np.nonzero(changed)
     assert ys.min() > 110 and ys.max() < 200 and 150 < xs.mean() < 260  # mouth and chin, not the eyes
     assert changed[140, 224] and not changed[101, 205]
     skin = before[120:129, 215:234].reshape(-1, 3).mean(0)
     assert np.abs(hand[150, 224] - skin).max() < 45  # skin-coloured, about the face's own
+    side = np.abs(_arr(hand_from_the_side(astronaut, box, lm)) - before).sum(-1) > 0
+    assert side[140, 224] and not side[101, 205] and not np.array_equal(side, changed)  # the mouth, another shape
     glasses = _arr(sunglasses(astronaut, box, lm))
     assert glasses[101, 205].max() < 60 and glasses[103, 247].max() < 60  # dark over each eye
     assert np.array_equal(glasses[140:, :], before[140:, :])  # the mouth is left as it was
@@ -186,5 +188,24 @@ def test_benchmark_variants_apply_each_condition_where_it_belongs(astronaut):
     masked = bench.variants(astronaut, face, "with_mask")
     assert list(unmasked) == bench.ORDER
     assert "hand over mouth" not in masked and "sunglasses" in masked
+    assert "hand from the side (untrained shape)" in unmasked and "hand from the side (untrained shape)" not in masked
     nothing = bench.variants(astronaut, None, "without_mask", ["as is", *bench.GROUPS["occlusion"], "rolled +30°"])
     assert list(nothing) == ["as is", "rolled +30°"]
+
+
+def test_training_draws_occluders_before_the_random_crop_moves_the_face():
+    """The occluders are placed where the crop pass put the face, so they run before fastai's random crop;
+    the unmasked class is the vocab's last for two and three classes alike."""
+    from selfiemask.augment import OccludeFaces
+    from selfiemask.data import THREE_CLASSES, item_transforms
+    from selfiemask.settings import default
+
+    tfms = sorted(item_transforms(64, occlude_p=0.1, camera_p=0.15), key=lambda t: t.order)
+    assert [type(t).__name__ for t in tfms] == ["OccludeFaces", "RandomResizedCrop", "PhoneConditions"]
+    assert tfms[0].p == 0.1 and tfms[0].unmasked == 1 and tfms[2].camera_p == 0.15
+    three = [t for t in item_transforms(64, 0.1, classes=THREE_CLASSES) if isinstance(t, OccludeFaces)]
+    assert three[0].unmasked == THREE_CLASSES.index("without_mask") == 2
+    # off by default (the shipped recipe): no occluder transform at all, the camera model not drawn
+    off = item_transforms(64)
+    assert default("occlude_p") == default("camera_p") == 0
+    assert not any(isinstance(t, OccludeFaces) for t in off) and off[-1].camera_p == 0

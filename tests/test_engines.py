@@ -164,3 +164,56 @@ def test_card_records_the_graphs(engine_model):
         assert e[name]["agreement"]["photos"] == 40
         assert set(e[name]["agreement"]["accuracy_per_class"]) == {"with_mask", "without_mask"}
     assert e["calibration"]["with_mirrors"] == 2 * e["calibration"]["images"]
+
+
+def test_the_cards_preprocessing_is_the_learners_own(engine_model, photos, astronaut):
+    """What a lazy start feeds the graph (numpy, from the card's numbers) is the learner's own batch."""
+    from PIL import Image
+
+    from selfiemask.engines import LearnerInput, SpecInput
+    from selfiemask.images import load_image
+    from selfiemask.safe_load import load_learner_safely
+
+    spec = read_card(engine_model)["engines"]["preprocessing"]
+    images = [load_image(p) for p in photos[:6]] + [astronaut, Image.new("RGB", (300, 90), (200, 30, 40)),
+                                                    astronaut.convert("L").resize((37, 111))]
+    ours = SpecInput(spec)(images)
+    theirs = LearnerInput(load_learner_safely(engine_model))(images).numpy()
+    assert ours.shape == theirs.shape and ours.dtype == np.float32
+    assert np.abs(ours - theirs).max() < 1e-4  # float32 rounding only: one pixel level is 1 / (255 * std) = 0.017
+
+
+def test_predict_starts_without_torch_and_prints_what_the_learner_would(engine_model, photos, astronaut, tmp_path):
+    """`selfiemask predict` on a verified graph: neither fastai nor torch is imported (while RetinaFace finds the
+    faces: its MTCNN fallback is torch), and the rows are those of a classifier that loaded the learner (same
+    engine), to the CSV's four places."""
+    from PIL import ImageOps
+
+    astronaut.save(tmp_path / "astronaut.jpg")
+    ImageOps.mirror(astronaut).save(tmp_path / "mirrored.jpg")
+    faces = [str(tmp_path / "astronaut.jpg"), str(tmp_path / "mirrored.jpg")]
+
+    def predict(paths: list[str]) -> tuple[list[dict], str]:
+        script = ("import sys\nfrom selfiemask.commands import main\n"
+                  f"rc = main(['predict', '--csv', '--faces', '--engine', 'onnx', '--model', {str(engine_model)!r}, "
+                  f"*{paths!r}])\n"
+                  "print('IMPORTED', 'torch' in sys.modules, 'fastai' in sys.modules, file=sys.stderr)\nsys.exit(rc)")
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+        return list(csv.DictReader(io.StringIO(done.stdout))), done.stderr
+
+    rows, said = predict(faces)
+    assert "IMPORTED False False" in said and len(rows) == 2
+    paths = [*faces, *map(str, photos[:10])]  # the drawn faces need MTCNN, which imports torch
+    lazy, _ = predict(paths)
+    from selfiemask.predict import predict_rows
+
+    full = Classifier(engine_model, engine="onnx")
+    assert full.engine == "onnx" and full._learn is not None
+    expected = [r for rs in predict_rows(full, [Path(p) for p in paths], True) for r in rs]
+    assert ([(r["path"], r["face"], r["label"]) for r in lazy]
+            == [(r["path"], str(r["face"]), r["label"]) for r in expected])
+    conf = np.array([[float(a["confidence"]), float(b["confidence"])] for a, b in zip(lazy, expected)])
+    assert np.abs(conf[:, 0] - conf[:, 1]).max() < 2e-4
+    lean = Classifier(engine_model, engine="onnx", lazy=True)
+    assert lean._learn is None and lean.learn is not None and lean.classes == full.classes  # loaded when asked

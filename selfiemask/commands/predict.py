@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         dist.setup(args.distributed)
         detect = False if args.whole_image else (True if args.faces else None)
         clf = Classifier(args.model or DEFAULT_MODEL, detect_faces=detect,
-                         allow_unverified=args.allow_unverified_model, engine=args.engine)
+                         allow_unverified=args.allow_unverified_model, engine=args.engine, lazy=True)
     except (ModelError, ValueError) as e:
         print(f"selfiemask predict: {e}", file=sys.stderr)
         return 2
