@@ -229,7 +229,8 @@ def test_distributed_training_runs_ddp_and_exports_once(dist_run):
     assert probes[0]["weights"] == pytest.approx(probes[1]["weights"], rel=1e-9, abs=1e-9)
     # Only the main process exported, reported and wrote the card; nothing half-written is left.
     assert sorted(q.name for q in out.parent.iterdir()) == [
-        "export.confusion.png", "export.json", "export.lr_find.png", "export.pkl", "export.top_losses.png"]
+        "export.confusion.png", "export.int8.onnx", "export.json", "export.lr_find.png", "export.onnx", "export.pkl",
+        "export.top_losses.png"]  # the graphs too, once
     assert res.stdout.count("validation accuracy") == 1
     assert not list(tmp.rglob("*.tmp")) and not list(tmp.rglob(".*.work"))
     card = json.loads(out.with_suffix(".json").read_text())
@@ -246,7 +247,7 @@ def test_distributed_learner_loads_and_predicts_like_any_other(dist_run):
     from selfiemask.predict import Classifier
 
     out, _, _, tmp = dist_run
-    clf = Classifier(out)  # checks the sha256 in the card, then load_learner
+    clf = Classifier(out, engine="torch")  # checks the sha256 in the card, then load_learner; the learner's model
     photos = sorted((tmp / "data").rglob("*.jpg"))[::5]
     results = clf.analyze_files(photos)
     assert [r.path for r in results] == [str(p) for p in photos]
