@@ -50,7 +50,7 @@ from selfiemask.augment import (  # noqa: E402
     framed_tight,
     framed_wide,
 )
-from selfiemask.crops import served_aligned  # noqa: E402
+from selfiemask.crops import served_aligned, served_detector  # noqa: E402
 from selfiemask.data import validation_items  # noqa: E402
 from selfiemask.evaluate import class_metrics  # noqa: E402
 from selfiemask.faces import (  # noqa: E402
@@ -113,12 +113,13 @@ def _spec(text: str) -> tuple[str, Path]:
 
 def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, detector: str = "recommended",
         progress: bool = True, conditions: list[str] | None = None, align: str = "card",
-        align_min_face: int | None = None) -> dict:
+        align_min_face: int | None = None, turned: str = "card") -> dict:
     """Every figure, as a dict: conditions -> model -> metrics (see class_metrics).
 
     ``align``: "card" (each model as its card says), "off", "on", or "both" (each model
     twice: unaligned, and aligned as ``NAME aligned``). ``align_min_face`` replaces the
-    card's smallest aligned face.
+    card's smallest aligned face. ``turned`` likewise for the search of photos without a face
+    turned a quarter each way (``both``: every model also as ``NAME turned``).
     """
     items = validation_items(photos)
     if limit:
@@ -129,19 +130,24 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     settings = RECOMMENDED if detector == "recommended" else DetectorSettings()
     det = FaceDetector(settings)
     classifiers = {name: Classifier(path, tta=tta if tta else None) for name, path, tta in models}
-    # (classifier name, column name, align, smallest aligned face)
-    judges: list[tuple[str, str, bool, int]] = []
+    # (classifier name, column name, align, smallest aligned face, turned search)
+    judges: list[tuple[str, str, bool, int, bool]] = []
     for name, clf in classifiers.items():
         card_align, card_min = served_aligned(clf.card)
         min_face = align_min_face or card_min
         modes = {"card": [card_align], "off": [False], "on": [True], "both": [False, True]}[align]
-        judges += [(name, f"{name} aligned" if a and align == "both" else name, a, min_face) for a in modes]
-    keys = sorted({(a, m) for _, _, a, m in judges})
+        turns = {"card": [served_detector(clf.card).turned], "off": [False], "on": [True],
+                 "both": [False, True]}[turned]
+        judges += [(name, name + (" aligned" if a and align == "both" else "") + (" turned" if t and turned == "both"
+                                                                                  else ""), a, min_face, t)
+                   for a in modes for t in turns]
+    keys = sorted({(a, m, t) for _, _, a, m, t in judges})
     vocab = next(iter(classifiers.values())).classes
     truth: list[int] = []
     crops: dict[tuple, dict[str, list]] = {k: {c: [] for c in wanted} for k in keys}
     turned: dict[tuple, dict[str, int]] = {k: {c: 0 for c in wanted} for k in keys}
     found: dict[str, list[int]] = {c: [] for c in wanted}
+    found_turned: dict[str, list[int]] = {c: [] for c in wanted}
     owners: dict[str, list[int]] = {c: [] for c in wanted}
     t0 = time.monotonic()
     for n, path in enumerate(items):
@@ -149,37 +155,43 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
         faces = det.detect(img)
         truth.append(vocab.index(path.parent.name))
         for cond, v in variants(img, faces[0] if faces else None, path.parent.name, wanted).items():
-            fs = faces if cond == "as is" else det.detect(v)
+            plain = faces if cond == "as is" else det.detect(v)
+            # FaceDetector.detect with the turned search on: the same upright faces, then its check.
+            quarter = det.check_turned(v, plain) if any(k[2] for k in keys) else plain
             for key in keys:
-                a, m = key
+                a, m, t = key
+                fs = quarter if t else plain
                 crops[key][cond].append(crop_face(v, fs[0], DEFAULT_MARGIN, align=a, min_face=m) if fs else v)
-                turned[key][cond] += int(bool(a and fs and _rotated(fs[0], m)))
-            found[cond].append(int(bool(fs)))
+                turned[key][cond] += int(bool(fs and ((a and _rotated(fs[0], m)) or fs[0].turn)))
+            found[cond].append(int(bool(plain)))
+            found_turned[cond].append(int(bool(quarter)))
             owners[cond].append(n)
         if progress and n % 50 == 0:
             print(f"  detected {n}/{len(items)} photos, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
     report: dict = {"photos": len(items), "source": str(photos), "detector": settings.name,
                     "models": {col: {"path": str(dict((m[0], m[1]) for m in models)[name]),
                                      "tta": bool(dict((m[0], m[2]) for m in models)[name]),
-                                     "align": a, "align_min_face": mf} for name, col, a, mf in judges},
+                                     "align": a, "align_min_face": mf, "turned": t}
+                               for name, col, a, mf, t in judges},
                     "conditions": {}}
     for cond in wanted:
         report["conditions"][cond] = {"faces_found": sum(found[cond]) / max(1, len(found[cond])),
+                                      "faces_found_turned": sum(found_turned[cond]) / max(1, len(found[cond])),
                                       "photos": len(owners[cond]), "models": {}}
-    for name, col, a, m in judges:
+    for name, col, a, m, t in judges:
         clf = classifiers[name]
-        t = time.monotonic()
+        started = time.monotonic()
         for cond in wanted:
-            if not crops[(a, m)][cond]:  # 'framed tight' when no face was found in any photo
+            if not crops[(a, m, t)][cond]:  # 'framed tight' when no face was found in any photo
                 continue
-            verdicts = clf.classify(crops[(a, m)][cond])
+            verdicts = clf.classify(crops[(a, m, t)][cond])
             y_true = [truth[i] for i in owners[cond]]
             y_pred = [vocab.index(v.label) for v in verdicts]
             metrics = class_metrics(y_true, y_pred, vocab)
-            metrics["faces_turned"] = turned[(a, m)][cond]
+            metrics["faces_turned"] = turned[(a, m, t)][cond]
             report["conditions"][cond]["models"][col] = metrics
         if progress:
-            print(f"  classified with {col} in {time.monotonic() - t:.0f} s", file=sys.stderr, flush=True)
+            print(f"  classified with {col} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     return report
 
 
@@ -201,7 +213,10 @@ def table(report: dict) -> str:
             rec = "/".join(f"{c['recall']:.1%}" if c["support"] else "n/a" for c in m["per_class"].values())
             turned = f", {m['faces_turned']} turned" if m.get("faces_turned") else ""
             cells.append(f"{m['accuracy']:.1%} ({rec}{turned})")
-        lines.append(f"| {cond} | {r['photos']} | {r['faces_found']:.0%} | " + " | ".join(cells) + " |")
+        found = f"{r['faces_found']:.0%}"
+        if r.get("faces_found_turned", r["faces_found"]) != r["faces_found"]:
+            found += f" ({r['faces_found_turned']:.0%} turned)"
+        lines.append(f"| {cond} | {r['photos']} | {found} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -218,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="crop faces upright: as each card says, never, always, or both (each model twice)")
     ap.add_argument("--align-min-face", type=int, default=None,
                     help="the smallest face (px) aligned; default: the card's")
+    ap.add_argument("--turned", choices=["card", "off", "on", "both"], default="card",
+                    help="search photos without a face turned a quarter each way: as each card says, never, "
+                         "always, or both (each model twice)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     a = ap.parse_args(argv)
     if not a.photos.is_dir():
@@ -240,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 2
     report = run(a.photos, models, a.limit, a.detector, conditions=conditions, align=a.align,
-                 align_min_face=a.align_min_face)
+                 align_min_face=a.align_min_face, turned=a.turned)
     print(f"\n{report['photos']} validation photos from {a.photos}; faces found by {report['detector']}\n")
     print(table(report))
     for n in report["models"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from .faces import ALIGN_MIN_FACE, DEFAULT_MARGIN, RECOMMENDED, DetectorSettings, FaceDetector, crop_face
@@ -18,7 +18,7 @@ from .files import atomic_path, read_rows, sha256_file, write_rows
 from .images import ImageError, list_labelled_images, load_image
 
 __all__ = ["CROP_SIDE", "MANIFEST", "SETTINGS", "CropSettings", "CropSummary", "crop_counts", "crop_folder",
-           "served_aligned"]
+           "served_aligned", "served_detector"]
 
 MANIFEST = "crops.csv"
 SETTINGS = "crop_settings.json"
@@ -58,6 +58,17 @@ class CropSettings:
         d = dict(d or {})
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "detector"}
         return cls(detector=DetectorSettings.from_dict(d.get("detector")), **known)
+
+
+def served_detector(card: dict) -> DetectorSettings:
+    """The detector a model is served with: the one its card was trained with (cards before RetinaFace: MTCNN).
+
+    ``inference.turned`` (set by hand on a card, for a model measured to do better with it) turns on
+    the search of photos without a face turned a quarter each way (``DetectorSettings.turned``).
+    """
+    settings = DetectorSettings.from_dict(card.get("detector", {}).get("detector"))
+    wanted = card.get("inference", {}).get("turned")
+    return settings if wanted is None else replace(settings, turned=bool(wanted))
 
 
 def served_aligned(card: dict) -> tuple[bool, int]:

@@ -16,6 +16,12 @@ upright faces misjudges it: :func:`crop_face` can turn the face so its eye line
 is level, where the landmarks can be trusted (:func:`trusted_landmarks`: a face
 large enough, landmarks consistent with the box and each other). Whether a
 model is served aligned crops is its card's call (``crops.served_aligned``).
+
+Neither detector finds most faces rolled a quarter turn (a photo taken lying
+down, or a phone held sideways), or find them with landmarks that do not fit.
+With ``DetectorSettings.turned``, a photo in which nothing, or only a face
+whose landmarks do not fit, is found is searched again turned 90 degrees each way; a face found so
+carries its ``turn``, and :func:`crop_face` makes its crop upright.
 """
 
 from __future__ import annotations
@@ -28,8 +34,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = ["ALIGN_MAX_DISAGREEMENT", "ALIGN_MIN_ANGLE", "ALIGN_MIN_FACE", "DEFAULT_MARGIN", "DEFAULT_MIN_FACE",
-           "DEFAULT_MIN_PROB", "DETECT_SIDE", "PAD_FRACTION", "DetectorSettings", "Face", "FaceDetector", "Landmarks",
-           "crop_face", "eye_angle", "trusted_landmarks"]
+           "DEFAULT_MIN_PROB", "DETECT_SIDE", "PAD_FRACTION", "TURNED_MIN_SCORE",
+           "DetectorSettings", "Face", "FaceDetector", "Landmarks", "crop_face", "eye_angle", "trusted_landmarks"]
 
 #: Margin added around a detected face box on every side, as a fraction of its size.
 DEFAULT_MARGIN = 0.2
@@ -42,6 +48,10 @@ DETECT_SIDE = 800
 #: MTCNN cannot search an image whose shorter side is below this (its smallest face size, set in
 #: ``_mtcnn``): a 1x1, 5x5 or 3000x10 photo has no face to find and is judged whole.
 MIN_SEARCH_SIDE = 20
+#: With ``DetectorSettings.turned``, a face found in the photo turned a quarter (``FaceDetector.check_turned``)
+#: is kept if it scores at least this: on upright validation photos, the turned faces that scored lower were
+#: as often wrong as right; on photos rolled 90 degrees, nearly all scored higher.
+TURNED_MIN_SCORE = 0.8
 #: When nothing is found, the photo is padded by this fraction on every side
 #: and searched again: in a tight crop the face fills the frame and MTCNN's
 #: smallest pyramid level is too small to see it whole.
@@ -69,6 +79,8 @@ class Face:
     box: tuple[int, int, int, int]
     prob: float
     landmarks: Landmarks | None = None
+    #: Degrees (counter-clockwise, 90 or -90) the photo was turned to find this face; 0: found as it is.
+    turn: int = 0
 
     @property
     def area(self) -> int:
@@ -90,6 +102,9 @@ class DetectorSettings:
     detect_side: int = DETECT_SIDE
     #: RetinaFace: faces scored below this are ignored (measured in benchmarks/detectors.py).
     min_score: float = 0.5
+    #: Where nothing is found, or the face found has landmarks that do not fit, search the photo turned a quarter
+    #: each way too (RetinaFace alone; ``FaceDetector.check_turned``).
+    turned: bool = False
 
     @classmethod
     def from_dict(cls, d: dict | None) -> DetectorSettings:
@@ -126,15 +141,33 @@ class FaceDetector:
 
     def _raw(self, img: Image.Image) -> list[Face]:
         if self.settings.backend.startswith("retinaface"):
-            from .retinaface import RetinaFaceSettings, retinaface_faces
-
-            s = self.settings
-            rs = RetinaFaceSettings(min_score=s.min_score, detect_side=s.detect_side)
-            found = [Face(tuple(int(round(v)) for v in f[:4]), f[4], f[5])  # type: ignore[arg-type]
-                     for f in retinaface_faces(img, rs)]
-            if found or s.backend == "retinaface":
-                return found  # type: ignore[return-value]
+            found = self._retinaface(img)
+            if found or self.settings.backend == "retinaface":
+                return found
         return self._mtcnn(img)
+
+    def _retinaface(self, img: Image.Image) -> list[Face]:
+        from .retinaface import RetinaFaceSettings, retinaface_faces
+
+        s = self.settings
+        rs = RetinaFaceSettings(min_score=s.min_score, detect_side=s.detect_side)
+        return [Face(tuple(int(round(v)) for v in f[:4]), f[4], f[5])  # type: ignore[arg-type]
+                for f in retinaface_faces(img, rs)]
+
+    def search_turned(self, img: Image.Image) -> list[Face]:
+        """Faces found in ``img`` turned 90 degrees either way, in ``img``'s pixels, each with its ``turn``.
+
+        RetinaFace alone (MTCNN on two more copies would triple the cost of every photo without a face,
+        for the faces RetinaFace misses upright). Of the two turns, the one whose best face scores higher.
+        """
+        if not self.settings.backend.startswith("retinaface"):
+            return []
+        best: list[Face] = []
+        for turn in (90, -90):
+            found = self._retinaface(img.rotate(turn, expand=True))
+            if found and (not best or max(f.prob for f in found) > max(f.prob for f in best)):
+                best = [_unturned(f, turn, img.size) for f in found]
+        return best
 
     def _mtcnn(self, img: Image.Image) -> list[Face]:
         s = self.settings
@@ -162,12 +195,35 @@ class FaceDetector:
             fill = tuple(int(v) for v in np.asarray(img).reshape(-1, 3).mean(0))
             padded = ImageOps.expand(img, border=pad, fill=fill)
             faces = [_shifted(f, -pad) for f in self._raw(padded)]
+        faces = self._clipped(img, faces)
+        return self.check_turned(img, faces) if s.turned else faces
+
+    def check_turned(self, img: Image.Image, faces: list[Face]) -> list[Face]:
+        """``faces`` (as :meth:`detect` found them upright), or the faces of ``img`` turned a quarter if better.
+
+        A face lying on its side is often found upright too, but with landmarks that do not fit it, and
+        its crop is then judged sideways. So where nothing was found, or the largest face's landmarks
+        are not trusted (:func:`trusted_landmarks`), the photo is searched turned both ways, and the turned
+        faces scoring at least :data:`TURNED_MIN_SCORE` are kept if their best score is higher. A face
+        whose landmarks are trusted is left alone, whatever its score: checked too, faces with trusted
+        landmarks but low scores (small, blurred, rolled 30 degrees) were turned wrongly more often than
+        rightly on the validation photos (``benchmarks/conditions.py --turned both``, docs/accuracy.md).
+        """
+        if faces and trusted_landmarks(faces[0], self.settings.min_face):
+            return faces
+        turned = [f for f in self._clipped(img, self.search_turned(img)) if f.prob >= TURNED_MIN_SCORE]
+        if turned and (not faces or max(f.prob for f in turned) > max(f.prob for f in faces)):
+            return turned
+        return faces
+
+    def _clipped(self, img: Image.Image, faces: list[Face]) -> list[Face]:
+        """Boxes clipped to the photo, faces under ``min_face`` dropped, largest first."""
         w, h = img.size
         clipped = []
         for f in faces:
             l, t, r, b = f.box
             box = (max(0, l), max(0, t), min(w, r), min(h, b))
-            if min(box[2] - box[0], box[3] - box[1]) >= s.min_face:
+            if min(box[2] - box[0], box[3] - box[1]) >= self.settings.min_face:
                 clipped.append(replace(f, box=box))
         return sorted(clipped, key=lambda f: f.area, reverse=True)
 
@@ -175,7 +231,29 @@ class FaceDetector:
 def _shifted(face: Face, d: int) -> Face:
     """The face moved by ``d`` pixels on both axes (from a padded copy back to the photo)."""
     lm = tuple((x + d, y + d) for x, y in face.landmarks) if face.landmarks else None
-    return Face(tuple(v + d for v in face.box), face.prob, lm)  # type: ignore[arg-type]
+    return replace(face, box=tuple(v + d for v in face.box), landmarks=lm)  # type: ignore[arg-type]
+
+
+def _unturned(face: Face, turn: int, size: tuple[int, int]) -> Face:
+    """A face found in the photo turned by ``turn`` (``Image.rotate(turn, expand=True)``), in the photo's pixels.
+
+    The photo is ``size`` (w, h). Turned +90 (counter-clockwise), its point (x, y) is the photo's
+    (w - y, x); turned -90, the photo's (y, h - x). A box stays a box; landmarks keep their order.
+    """
+    w, h = size
+    if turn == 90:
+        def back(x: float, y: float) -> tuple[float, float]:
+            return w - y, x
+    elif turn == -90:
+        def back(x: float, y: float) -> tuple[float, float]:
+            return y, h - x
+    else:
+        raise ValueError(f"turn must be 90 or -90, not {turn}")
+    l, t, r, b = face.box
+    (x0, y0), (x1, y1) = back(l, t), back(r, b)
+    box = (round(min(x0, x1)), round(min(y0, y1)), round(max(x0, x1)), round(max(y0, y1)))
+    lm = tuple(back(x, y) for x, y in face.landmarks) if face.landmarks else None
+    return Face(box, face.prob, lm, turn)  # type: ignore[arg-type]
 
 
 def eye_angle(landmarks: Landmarks) -> float:
@@ -250,17 +328,19 @@ def crop_face(img: Image.Image, face: Face | tuple[int, int, int, int], margin: 
 
     The one crop of the project: the crop pass, ``Classifier`` (app, CLI) and
     the video all call it, so a model is served the crops it was trained on.
-    With ``align`` and a :class:`Face` whose landmarks are trusted
-    (:func:`trusted_landmarks`), the face is first turned so its eye line is level:
-    a square of the same side, centred on the box, taken from the photo rotated
-    about the box's centre. The rotated corners come from the photo around the
+    A face with a ``turn`` comes out upright either way. With ``align`` and a
+    :class:`Face` whose landmarks are trusted (:func:`trusted_landmarks`), the face
+    is first turned so its eye line is level: a square of the same side, centred
+    on the box, taken from the photo rotated about the box's centre. The rotated corners come from the photo around the
     face (a region large enough is cut before rotating), mirrored at the photo's edge.
     """
     box = face.box if isinstance(face, Face) else face
     cx, cy, side = _square(box, margin)
     half = side / 2
+    turn = face.turn if isinstance(face, Face) else 0
     if align and isinstance(face, Face) and trusted_landmarks(face, min_face):
         angle = eye_angle(face.landmarks)  # type: ignore[arg-type]
+        turn = 0  # the landmarks say how the face lies, whatever turn found it
         if abs(angle) >= ALIGN_MIN_ANGLE:
             reach = math.ceil(half * math.sqrt(2)) + 2  # the rotated square's corners lie within this of its centre
             left, top = round(cx) - reach, round(cy) - reach
@@ -269,5 +349,8 @@ def crop_face(img: Image.Image, face: Face | tuple[int, int, int, int], margin: 
             c = (cx - left - half, cy - top - half)
             return turned.crop((round(c[0]), round(c[1]), round(c[0] + side), round(c[1] + side)))
     w, h = img.size
-    crop = (max(0, round(cx - half)), max(0, round(cy - half)), min(w, round(cx + half)), min(h, round(cy + half)))
-    return img.crop(crop)
+    crop = img.crop((max(0, round(cx - half)), max(0, round(cy - half)), min(w, round(cx + half)),
+                     min(h, round(cy + half))))
+    # A face found only in the photo turned a quarter (``FaceDetector.search_turned``), not turned upright
+    # above (landmarks not trusted, or no alignment): the same quarter turn makes it upright.
+    return crop.rotate(turn, expand=True) if turn else crop

@@ -1,9 +1,10 @@
 """Live video: box every face with a verdict that does not flicker, and show how fast it goes.
 
 A camera, a video file or a stream is read frame by frame with OpenCV. Faces
-are found with the classifier's own MTCNN detector (every frame, or every
+are found with the classifier's own detector (every frame, or every
 ``every`` frames with the boxes reused in between, because detection costs
-far more than classification), every face crop of a frame is classified in
+more than classification; RetinaFace's MTCNN fallback on empty frames only
+now and then, see ``FrameAnalyzer._detect``), every face crop of a frame is classified in
 one batch, and each face is followed from frame to frame by box overlap so
 that its verdict can be averaged over the last few frames: a single frame's
 verdict jumps with motion blur and lighting, the average does not.
@@ -33,9 +34,9 @@ from .faces import DEFAULT_MARGIN, FaceDetector
 from .predict import Classifier
 from .verdicts import colour, is_uncertain, shown_label
 
-__all__ = ["DEFAULT_SMOOTH", "FaceTracker", "FrameAnalyzer", "FrameRecord", "VideoOut", "WatchError", "WatchResult",
-           "box_colour", "class_probs", "count_frames", "default_out", "display_available", "draw", "iou",
-           "open_source", "watch"]
+__all__ = ["DEFAULT_SMOOTH", "FALLBACK_EVERY", "FaceTracker", "FrameAnalyzer", "FrameRecord", "VideoOut", "WatchError",
+           "WatchResult", "box_colour", "class_probs", "count_frames", "default_out", "display_available", "draw",
+           "iou", "open_source", "watch"]
 
 Box = tuple[int, int, int, int]
 
@@ -53,6 +54,9 @@ DEFAULT_OUT = Path("watch_out.mp4")
 #: Frame rate written when the source does not report one (cameras often say 0).
 FALLBACK_FPS = 25.0
 WINDOW = "selfiemask watch"
+#: On frames where RetinaFace finds no face, its MTCNN fallback runs on one frame in this many (see
+#: ``FrameAnalyzer._detect``): a third of a second at 30 frames/s before a face only MTCNN sees is found.
+FALLBACK_EVERY = 10
 
 
 class WatchError(RuntimeError):
@@ -168,6 +172,7 @@ class FrameRecord:
     detected: bool  # detection ran on this frame (else the previous boxes were reused)
     faces: list[FaceState]
     seconds: float  # analysis time of this frame (detection + classification + smoothing)
+    fallback: bool = False  # the detector's fallback (MTCNN) ran on this frame
 
 
 class FrameAnalyzer:
@@ -178,26 +183,64 @@ class FrameAnalyzer:
     """
 
     def __init__(self, clf: Classifier, every: int = 1, smooth: int = DEFAULT_SMOOTH,
-                 margin: float = DEFAULT_MARGIN) -> None:
+                 margin: float = DEFAULT_MARGIN, fallback_every: int = FALLBACK_EVERY) -> None:
         if every < 1:
             raise ValueError("every must be at least 1")
         self.clf, self.every, self.margin = clf, every, margin
+        if fallback_every < 1:
+            raise ValueError("fallback_every must be at least 1")
+        self.fallback_every = fallback_every
         # No padded retry on frames without a face: it searches a frame twice the size again, which
         # doubles the cost of every empty frame, and a camera rarely frames a face edge to edge.
-        self.detector = (FaceDetector(replace(clf.detector.settings, pad_fraction=0.0))
-                         if clf.detector is not None else None)
+        # Nor the turned search (two more detections of every empty frame): a camera is rarely held sideways.
+        settings = (replace(clf.detector.settings, pad_fraction=0.0, turned=False) if clf.detector is not None
+                    else None)
+        self.detector = FaceDetector(settings) if settings is not None else None
+        # RetinaFace with the MTCNN fallback: the two run apart, so that an empty scene does not pay
+        # MTCNN (46 ms at 640x480, more than the rest of a frame) on every frame (see _detect).
+        self._first = self._fallback = None
+        if settings is not None and settings.backend == "retinaface+mtcnn":
+            self._first = FaceDetector(replace(settings, backend="retinaface"))
+            self._fallback = FaceDetector(replace(settings, backend="mtcnn"))
         self.tracker = FaceTracker(k=smooth, max_missed=MAX_MISSED * every)
         self._boxes: list[Box] = []
         self._faces: list = []  # the faces of the last detection, landmarks included, reused with their boxes
         self._n = 0
+        self._fallback_finds = False  # the last frame's faces came from the fallback alone
+        self._since_fallback = fallback_every  # detections since the fallback last ran (due on the first empty one)
+        self._ran_fallback = False
+
+    def _detect(self, img: Image.Image) -> list:
+        """The frame's faces: RetinaFace, then MTCNN where it finds none, as in photos, but not on every frame.
+
+        On an empty frame MTCNN runs once every ``fallback_every`` detections; once it has found a face that
+        RetinaFace misses (a masked face from the side, say), it runs on every frame until it loses that
+        face again, so such a face is followed like any other. An empty scene, most of a camera's
+        frames, then costs RetinaFace alone on all but one frame in ``fallback_every``.
+        """
+        if self._first is None or self._fallback is None:
+            return self.detector.detect(img) if self.detector is not None else []
+        faces = self._first.detect(img)
+        self._since_fallback += 1
+        if faces:
+            self._fallback_finds = False
+            return faces
+        if not self._fallback_finds and self._since_fallback < self.fallback_every:
+            return []
+        self._since_fallback = 0
+        self._ran_fallback = True
+        faces = self._fallback.detect(img)
+        self._fallback_finds = bool(faces)
+        return faces
 
     def __call__(self, img: Image.Image) -> FrameRecord:
         start = time.perf_counter()
         detect = self._n % self.every == 0
+        self._ran_fallback = False
         if self.detector is None:
             self._boxes = [(0, 0, img.width, img.height)]
         elif detect:
-            self._faces = self.detector.detect(img)
+            self._faces = self._detect(img)
             self._boxes = [f.box for f in self._faces]
         crops = [self.clf.crop(img, f, self.margin) for f in self._faces] if self.detector else [img]
         probs = class_probs(self.clf, crops)
@@ -207,7 +250,7 @@ class FrameAnalyzer:
         for t, p in zip(tracks, probs):
             faces.append(FaceState(t.id, t.box, classes[t.verdict], float(t.probs[t.verdict]),
                                    classes[int(p.argmax())]))
-        record = FrameRecord(self._n, detect, faces, time.perf_counter() - start)
+        record = FrameRecord(self._n, detect, faces, time.perf_counter() - start, self._ran_fallback)
         self._n += 1
         return record
 
@@ -378,13 +421,14 @@ class WatchResult:
 def watch(source: str | int, clf: Classifier, out: str | Path | None = None, every: int = 1,
           max_frames: int = 0, smooth: int = DEFAULT_SMOOTH, display: bool | None = None,
           on_frame: Callable[[FrameRecord], None] | None = None, log: Callable[[str], None] | None = None,
-          ) -> WatchResult:
+          fallback_every: int = FALLBACK_EVERY) -> WatchResult:
     """Read ``source``, box and label every face, show or write the frames; see the module docstring.
 
     ``display`` None: a window if one can be opened, else a file. ``out``
     given: always written (as well as shown). ``max_frames`` 0: until the
     source ends (a camera: until Ctrl-C, or q / Esc in the window).
-    ``on_frame`` is called after each frame is written (tests use it).
+    ``on_frame`` is called after each frame is written (tests use it). ``fallback_every`` 1 runs the
+    detector's fallback on every frame without a face, as for photos.
     """
     cv2 = _cv2()
     log = log or (lambda msg: None)
@@ -402,7 +446,7 @@ def watch(source: str | int, clf: Classifier, out: str | Path | None = None, eve
         raise WatchError(f"--out {out_path} is the video being read; choose another name")
     fps_in = cap.get(cv2.CAP_PROP_FPS) or 0.0
     fps_out = fps_in if 1.0 <= fps_in <= 240.0 else FALLBACK_FPS
-    analyzer = FrameAnalyzer(clf, every=every, smooth=smooth)
+    analyzer = FrameAnalyzer(clf, every=every, smooth=smooth, fallback_every=fallback_every)
     result = WatchResult(out=out_path)
     sink: VideoOut | None = None
     shown_fps: float | None = None

@@ -85,6 +85,12 @@ def test_stress_benchmark_runs_on_generated_photos(tiny_data, tiny_model, tmp_pa
     out = tmp_path / "report.json"
     assert bench.main([str(tiny_data), "--model", f"tiny={tiny_model}", "--limit", "6", "--json", str(out)]) == 0
     assert json.loads(out.read_text())["photos"] == 6
+    # Each model also with the turned search: the same upright faces, a face found at least as often.
+    assert bench.main([str(tiny_data), "--model", f"tiny={tiny_model}", "--limit", "6", "--turned", "both",
+                       "--conditions", "tilt", "--json", str(out)]) == 0
+    turned = json.loads(out.read_text())
+    assert set(turned["models"]) == {"tiny", "tiny turned"} and turned["models"]["tiny turned"]["turned"]
+    assert all(r["faces_found_turned"] >= r["faces_found"] for r in turned["conditions"].values())
 
 
 def test_stress_benchmark_says_when_the_photos_are_missing(tmp_path, capsys):

@@ -176,7 +176,7 @@ def test_the_cards_preprocessing_is_the_learners_own(engine_model, photos, astro
 
     spec = read_card(engine_model)["engines"]["preprocessing"]
     images = [load_image(p) for p in photos[:6]] + [astronaut, Image.new("RGB", (300, 90), (200, 30, 40)),
-                                                    astronaut.convert("L").resize((37, 111))]
+                                                    astronaut.convert("L").resize((37, 111)), astronaut.convert("RGBA")]
     ours = SpecInput(spec)(images)
     theirs = LearnerInput(load_learner_safely(engine_model))(images).numpy()
     assert ours.shape == theirs.shape and ours.dtype == np.float32

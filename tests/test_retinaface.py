@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
@@ -103,3 +104,15 @@ def test_both_detectors_carry_landmarks_through_padding_and_clipping(astronaut):
         assert found and found[0].landmarks is not None
         (tx, ty) = found[0].landmarks[0]
         assert abs(tx + l - lx) < 10 and abs(ty + t - ly) < 10, settings.backend
+
+
+def test_network_input_is_bgr_minus_the_training_means():
+    """The fast per-channel input equals the plain definition: BGR pixels as floats, minus (104, 117, 123)."""
+    from selfiemask.retinaface import _network_input
+
+    rgb = np.random.default_rng(0).integers(0, 256, (37, 53, 3), dtype=np.uint8)
+    for img in (Image.fromarray(rgb), Image.fromarray(rgb[..., 0]), Image.fromarray(rgb).convert("RGBA")):
+        plain = np.asarray(img.convert("RGB"), np.float64)[..., ::-1] - [104.0, 117.0, 123.0]
+        x = _network_input(img)
+        assert x.shape == (1, 3, 37, 53) and x.dtype == np.float32
+        assert np.array_equal(x[0], plain.transpose(2, 0, 1).astype(np.float32))

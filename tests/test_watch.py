@@ -20,6 +20,7 @@ from selfiemask.predict import Classifier  # noqa: E402
 from selfiemask.synthetic import CLIP_SIZE, write_clip  # noqa: E402
 from selfiemask.video import (  # noqa: E402
     FaceTracker,
+    FrameAnalyzer,
     WatchError,
     box_colour,
     count_frames,
@@ -152,6 +153,64 @@ def test_every_n_reuses_boxes_between_detections(clf, clip, tmp_path):
         if not rec.detected and i > 0:
             prev = result.records[i - 1]
             assert [f.box for f in rec.faces] == [f.box for f in prev.faces]  # boxes carried over
+
+
+def rgb_frames(path: Path) -> list:
+    from PIL import Image
+
+    return [Image.fromarray(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)) for f in read_frames(path)]
+
+
+def test_fallback_detector_runs_now_and_then_on_empty_frames(clf, clip):
+    """RetinaFace on every frame, its MTCNN fallback on one empty frame in ``fallback_every`` (1: on all)."""
+    path, where = clip
+    frames = rgb_frames(path)
+    assert clf.detector.settings.backend == "retinaface+mtcnn"
+    for every in (1, 10):
+        analyzer = FrameAnalyzer(clf, fallback_every=every)
+        records = [analyzer(f) for f in frames]
+        ran = [r.index for r in records if r.fallback]
+        assert all(not r.faces for r in records if r.fallback)  # only where RetinaFace found none (nor MTCNN)
+        empty = [i for i, p in enumerate(where) if p is None]
+        if every == 1:
+            assert set(empty) <= set(ran), (empty, ran)
+        else:
+            assert ran[0] == empty[0] and all(b - a >= every for a, b in zip(ran, ran[1:])), ran
+            assert len(ran) < len(empty)
+        # The faces RetinaFace finds are found either way.
+        assert sum(bool(r.faces) for r in records) >= len(where) - len(empty) - 2
+
+
+@pytest.fixture(scope="module")
+def mtcnn_only_face_model(rule_face_model, tmp_path_factory) -> Path:
+    """The face model with RetinaFace's threshold above any score: only the MTCNN fallback can find a face."""
+    import json
+    import shutil
+
+    from selfiemask.card import card_path
+
+    out = tmp_path_factory.mktemp("mtcnn_only") / "export.pkl"
+    shutil.copy(rule_face_model, out)
+    card = json.loads(card_path(rule_face_model).read_text())
+    card["detector"]["detector"]["min_score"] = 1.01
+    card_path(out).write_text(json.dumps(card, indent=2))
+    return out
+
+
+def test_a_face_only_the_fallback_sees_is_followed_on_every_frame(mtcnn_only_face_model, clip):
+    """Once MTCNN finds a face RetinaFace misses, it runs on every frame until it loses it: the face is not
+    seen one frame in ten. Until then, a face can wait up to ``fallback_every`` frames to be found."""
+    path, where = clip
+    analyzer = FrameAnalyzer(Classifier(mtcnn_only_face_model), fallback_every=10)
+    records = [analyzer(f) for f in rgb_frames(path)]
+    found = [r.index for r in records if r.faces]
+    faces = [i for i, p in enumerate(where) if p is not None]
+    assert found and set(found) <= set(faces)
+    first = found[0]
+    assert first - faces[0] < 10 + 1  # found at the first due fallback
+    assert all(records[i].fallback for i in range(first, faces[-1] + 1))  # then on every frame
+    assert len(found) >= faces[-1] - first + 1 - 2  # and the face is followed, a frame or two missed at most
+    assert not records[faces[-1] + 2].fallback  # lost once it is gone: back to now and then
 
 
 def test_ctrl_c_stops_and_finalises_the_file(clf, clip, tmp_path):

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..video import DEFAULT_SMOOTH
+from ..video import DEFAULT_SMOOTH, FALLBACK_EVERY
 from .predict import add_engine_option
 
 __all__ = ["add_parser", "run"]
@@ -39,6 +39,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "next to a video file (NAME.watch.mp4), else watch_out.mp4")
     p.add_argument("--every", type=_positive, default=1, metavar="N",
                    help="detect faces every N frames and reuse the boxes in between (faster; default 1)")
+    p.add_argument("--fallback-every", type=_positive, default=FALLBACK_EVERY, metavar="N",
+                   help="on frames where RetinaFace finds no face, try the slower MTCNN fallback on one in N "
+                        f"(default {FALLBACK_EVERY}; once it finds a face it runs on every frame until it loses it; "
+                        "1: every empty frame, as for photos)")
     p.add_argument("--max-frames", type=_not_negative, default=0, metavar="N",
                    help="stop after N frames (default 0: until the source ends or Ctrl-C)")
     p.add_argument("--smooth", type=_positive, default=DEFAULT_SMOOTH, metavar="K",
@@ -66,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
         clf = Classifier(args.model or DEFAULT_MODEL, engine=args.engine)
         _log(f"forward pass: {clf.engine_note}")
         result = watch(args.source, clf, out=args.out, every=args.every, max_frames=args.max_frames,
-                       smooth=args.smooth, display=args.display, log=_log)
+                       smooth=args.smooth, display=args.display, log=_log,
+                       fallback_every=args.fallback_every)
     except (WatchError, ModelError) as e:
         _log(str(e))
         return 2
