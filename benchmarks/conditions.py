@@ -145,7 +145,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     vocab = next(iter(classifiers.values())).classes
     truth: list[int] = []
     crops: dict[tuple, dict[str, list]] = {k: {c: [] for c in wanted} for k in keys}
-    turned: dict[tuple, dict[str, int]] = {k: {c: 0 for c in wanted} for k in keys}
+    upright_counts: dict[tuple, dict[str, int]] = {k: {c: 0 for c in wanted} for k in keys}
     found: dict[str, list[int]] = {c: [] for c in wanted}
     found_turned: dict[str, list[int]] = {c: [] for c in wanted}
     owners: dict[str, list[int]] = {c: [] for c in wanted}
@@ -162,7 +162,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
                 a, m, t = key
                 fs = quarter if t else plain
                 crops[key][cond].append(crop_face(v, fs[0], DEFAULT_MARGIN, align=a, min_face=m) if fs else v)
-                turned[key][cond] += int(bool(fs and ((a and _rotated(fs[0], m)) or fs[0].turn)))
+                upright_counts[key][cond] += int(bool(fs and ((a and _rotated(fs[0], m)) or fs[0].turn)))
             found[cond].append(int(bool(plain)))
             found_turned[cond].append(int(bool(quarter)))
             owners[cond].append(n)
@@ -188,7 +188,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
             y_true = [truth[i] for i in owners[cond]]
             y_pred = [vocab.index(v.label) for v in verdicts]
             metrics = class_metrics(y_true, y_pred, vocab)
-            metrics["faces_turned"] = turned[(a, m, t)][cond]
+            metrics["faces_turned"] = upright_counts[(a, m, t)][cond]
             report["conditions"][cond]["models"][col] = metrics
         if progress:
             print(f"  classified with {col} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
