@@ -196,19 +196,27 @@ def _hand(draw: ImageDraw.ImageDraw, centre: np.ndarray, width: float, colour: t
 
 
 def hand_over_mouth(img: Image.Image, box, landmarks=None, jitter: tuple[int, int, int] = (-8, -12, -10),
-                    offset: float = 0.0) -> Image.Image:
+                    offset: float = 0.0, angle: float = 0.0, scale: float = 1.0) -> Image.Image:
     """A hand-like, skin-coloured patch over the mouth and chin (the face's own skin colour, a little darker).
 
     ``offset`` moves it up by that many eye distances (training uses it to put the
-    same shape elsewhere on masked faces, see :class:`OccludeFaces`).
+    same shape elsewhere on masked faces, see :class:`OccludeFaces`); ``angle`` (degrees,
+    counter-clockwise) and ``scale`` vary the palm in training, so that what is learnt is skin over
+    the mouth rather than one level drawing. The benchmark's condition uses neither.
     """
     out = img.convert("RGB").copy()
     pts = _face_points(box, landmarks)
     d = max(4.0, float(np.hypot(*(pts[1] - pts[0]))))
     mouth = (pts[3] + pts[4]) / 2
     centre = mouth + np.array([0.0, 0.25 * d - offset * d])
-    _hand(ImageDraw.Draw(out), centre, 2.0 * d, _skin(img, pts, jitter))
-    return out
+    colour = _skin(img, pts, jitter)
+    if not angle:
+        _hand(ImageDraw.Draw(out), centre, 2.0 * d * scale, colour)
+        return out
+    layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
+    _hand(ImageDraw.Draw(layer), centre, 2.0 * d * scale, colour)
+    layer = layer.rotate(angle, resample=Image.Resampling.BILINEAR, center=(float(centre[0]), float(centre[1])))
+    return Image.alpha_composite(out.convert("RGBA"), layer).convert("RGB")
 
 
 def hand_from_the_side(img: Image.Image, box, landmarks=None) -> Image.Image:
@@ -372,7 +380,9 @@ class OccludeFaces(ItemTransform):
         if r.random() < self.p:
             unmasked = int(y) == self.unmasked
             # unmasked: over mouth and chin; masked: the same hand 1.7 eye distances higher, on the forehead
-            out = hand_over_mouth(out, box, jitter=jitter, offset=0.0 if unmasked else 1.7)  # type: ignore[arg-type]
+            # tilted up to 35 degrees either way, 80-125% of the benchmark's size: varied, so no one drawing is learnt
+            out = hand_over_mouth(out, box, jitter=jitter, offset=0.0 if unmasked else 1.7,  # type: ignore[arg-type]
+                                  angle=r.uniform(-35, 35), scale=r.uniform(0.8, 1.25))
             changed = True
         if r.random() < self.p:
             out = sunglasses(out, box, shade=r.randint(10, 50))

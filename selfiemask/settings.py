@@ -80,6 +80,9 @@ class TrainConfig:
                                       type=float)
     distill_alpha: float = _opt(0.7, "weight of the teacher's soft targets; 0 is plain cross-entropy",
                                 "distillation", flag="--distill-alpha", type=float)
+    distill_only_right: bool = _opt(False, "the teacher's soft targets only on crops it labels right; a crop it gets "
+                                     "wrong (say, a hand over an unmasked mouth read as a mask) is learnt from its "
+                                     "label alone", "distillation", flag="--distill-only-right", action="store_true")
 
     out: Path = _opt(Path("export.pkl"), "where to export. A model already there is replaced only if the new one "
                      "does at least as well on the same validation photos; both are kept in models/history/", "run",

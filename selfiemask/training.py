@@ -710,7 +710,8 @@ def _replace_or_keep(out: Path, staged: Path, card: dict, photos: TrainingPhotos
 
 
 # -- the command line: the same calls, in the same order ----------------------------------------------------------
-def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alpha: float):
+def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alpha: float,
+                     only_right: bool = False):
     """A :class:`distill.KnowledgeDistillation` callback for the teacher at ``path`` (checked against its card);
     its ``info`` is what the student's card says of the teacher."""
     from .distill import KnowledgeDistillation
@@ -725,13 +726,14 @@ def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alp
         raise ModelError(f"refusing to load teacher {path}: {e}") from None
     if list(teacher.dls.vocab) != list(vocab):
         raise ValueError(f"teacher {path} has classes {list(teacher.dls.vocab)}, the student {list(vocab)}")
-    cb = KnowledgeDistillation(teacher.model, temperature, alpha)
+    cb = KnowledgeDistillation(teacher.model, temperature, alpha, only_right)
     cb.info = {"model": str(path), "export_sha256": card.get("export_sha256"),
                "architecture": card.get("architecture"), "weights": card.get("weights"),
                "validation_accuracy": card.get("validation", {}).get("accuracy"),
-               "temperature": temperature, "alpha": alpha,
+               "temperature": temperature, "alpha": alpha, "only_right": only_right,
                "method": "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T), "
-                         "teacher on the same augmented batch (selfiemask.distill)"}
+                         "teacher on the same augmented batch (selfiemask.distill)"
+                         + ("; the soft term only where the teacher's label is right" if only_right else "")}
     _log(f"distilling from {path} ({cb.info['architecture']}), T={temperature}, alpha={alpha}")
     return cb
 
@@ -778,7 +780,8 @@ def train(cfg: TrainConfig) -> dict:
         learn.to_fp16()  # mixed precision on a GPU; the export is converted back to float32
     start = start_from(learn, cfg.pretrained)
     if cfg.teacher:
-        teacher = teacher_callback(cfg.teacher, list(dls.vocab), cfg.distill_temperature, cfg.distill_alpha)
+        teacher = teacher_callback(cfg.teacher, list(dls.vocab), cfg.distill_temperature, cfg.distill_alpha,
+                                   cfg.distill_only_right)
         learn.add_cb(teacher)
         learn.model_card.record["distillation"] = teacher.info
     learn.model_card.record["notes"] = cfg.notes

@@ -82,9 +82,18 @@ def test_stress_benchmark_runs_on_generated_photos(tiny_data, tiny_model, tmp_pa
             assert 0.0 <= m["accuracy"] <= 1.0 and sum(c["support"] for c in m["per_class"].values()) == r["photos"]
     table = bench.table(report)
     assert table.count("\n") == len(report["conditions"]) + 1 and "| grayscale |" in table
-    out = tmp_path / "report.json"
-    assert bench.main([str(tiny_data), "--model", f"tiny={tiny_model}", "--limit", "6", "--json", str(out)]) == 0
-    assert json.loads(out.read_text())["photos"] == 6
+    out, rows = tmp_path / "report.json", tmp_path / "verdicts.csv"
+    assert bench.main([str(tiny_data), "--model", f"tiny={tiny_model}", "--limit", "6", "--json", str(out),
+                       "--photos-csv", str(rows)]) == 0
+    written = json.loads(out.read_text())
+    assert written["photos"] == 6
+    import csv
+
+    verdicts = list(csv.DictReader(rows.open()))
+    assert len(verdicts) == sum(r["photos"] for r in written["conditions"].values())  # one row a photo and condition
+    as_is = [v for v in verdicts if v["condition"] == "as is"]
+    right = sum(v["predicted"] == v["label"] for v in as_is)
+    assert right / len(as_is) == written["conditions"]["as is"]["models"]["tiny"]["accuracy"]
     # Each model also with the turned search: the same upright faces, a face found at least as often.
     assert bench.main([str(tiny_data), "--model", f"tiny={tiny_model}", "--limit", "6", "--turned", "both",
                        "--conditions", "tilt", "--json", str(out)]) == 0
@@ -215,3 +224,40 @@ def test_training_draws_occluders_before_the_random_crop_moves_the_face():
     off = item_transforms(64)
     assert default("occlude_p") == default("camera_p") == 0
     assert not any(isinstance(t, OccludeFaces) for t in off) and off[-1].camera_p == 0
+
+
+def test_stress_benchmark_reuses_kept_detections_and_refuses_other_settings(astronaut, rule_face_model, tmp_path):
+    """--detections: a second run detects nothing and gives the same figures; another detector's file is not used."""
+    from selfiemask.data import is_valid_item
+    from selfiemask.faces import RECOMMENDED
+
+    bench = _benchmark()
+    photos = tmp_path / "photos"
+    for c, label in enumerate(("with_mask", "without_mask")):
+        (photos / label).mkdir(parents=True)
+        names = (f"astro{i}.jpg" for i in range(1000))
+        kept = [n for n in names if is_valid_item(photos / label / n)][:2]
+        for k, n in enumerate(kept):  # two photos a class, no two alike (the file's sha256 is the key)
+            astronaut.rotate(4 * k + 2 * c).save(photos / label / n, quality=90)
+    cache = tmp_path / "detections.json"
+    args = dict(models=[("rule", rule_face_model, False)], progress=False, conditions=["rolled +90°", "sunglasses"])
+    fresh = bench.run(photos, **args)
+    first = bench.run(photos, **args, detections=cache)
+    header = json.loads(cache.read_text())["header"]
+    assert len(json.loads(cache.read_text())["entries"]) == 4 * 3  # as is, rolled, sunglasses of 4 photos
+    calls = []
+    original = bench.FaceDetector.detect
+    bench.FaceDetector.detect = lambda self, img: calls.append(1) or original(self, img)
+    try:
+        second = bench.run(photos, **args, detections=cache)
+        assert calls == []  # nothing detected again
+        assert second["conditions"] == first["conditions"] == fresh["conditions"]
+        assert second["conditions"]["as is"]["faces_found"] == 1.0
+        # a file from other detector settings is detected anew and rewritten with these settings
+        data = json.loads(cache.read_text())
+        data["header"]["detector"]["min_prob"] = RECOMMENDED.min_prob + 0.1
+        cache.write_text(json.dumps(data))
+        bench.run(photos, **args, detections=cache)
+        assert len(calls) >= 4 and json.loads(cache.read_text())["header"] == header
+    finally:
+        bench.FaceDetector.detect = original

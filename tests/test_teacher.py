@@ -54,6 +54,25 @@ def test_loss_is_cross_entropy_when_the_teacher_weighs_nothing():
                           torch.tensor(0.0), atol=1e-6)
 
 
+def test_only_right_learns_the_teachers_mistakes_from_their_labels():
+    """With ``only_right``, an item the teacher labels wrong costs plain cross-entropy; the others the usual mixture."""
+    student = torch.tensor([[2.0, -1.0], [0.5, 0.2], [-1.0, 1.5], [0.3, 0.1]])
+    teacher = torch.tensor([[3.0, -2.0], [2.0, -1.0], [-2.0, 2.0], [-1.0, 2.0]])  # wrong on items 1 and 3
+    target = torch.tensor([0, 1, 1, 0])
+    ce = F.cross_entropy(student, target, reduction="none")
+    mixed = torch.stack([distillation_loss(student[i:i + 1], teacher[i:i + 1], target[i:i + 1], 4, 0.5)
+                         for i in range(4)])
+    expected = torch.stack([mixed[0], ce[1], mixed[2], ce[3]]).mean()
+    got = distillation_loss(student, teacher, target, 4, 0.5, only_right=True)
+    assert torch.allclose(got, expected)
+    assert not torch.allclose(got, distillation_loss(student, teacher, target, 4, 0.5))
+    # where the teacher is right on every item, nothing changes
+    right = target.clone()
+    right[1], right[3] = 0, 1
+    assert torch.allclose(distillation_loss(student, teacher, right, 4, 0.5, only_right=True),
+                          distillation_loss(student, teacher, right, 4, 0.5))
+
+
 def test_distillation_trains_a_tiny_model_above_chance(tiny_model, tiny_data):
     """A small CNN from scratch, taught by the session's tiny model, beats chance on held-out images."""
     from fastai.learner import Learner, load_learner
