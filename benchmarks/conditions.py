@@ -178,14 +178,17 @@ def _spec(text: str) -> tuple[str, Path]:
 
 def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, detector: str = "recommended",
         progress: bool = True, conditions: list[str] | None = None, align: str = "card",
-        align_min_face: int | None = None, turned: str = "card", detections: Path | None = None) -> dict:
+        align_min_face: int | None = None, turned: str = "card", detections: Path | None = None,
+        engines: list[str] | None = None) -> dict:
     """Every figure, as a dict: conditions -> model -> metrics (see class_metrics).
 
     ``align``: "card" (each model as its card says), "off", "on", or "both" (each model
     twice: unaligned, and aligned as ``NAME aligned``). ``align_min_face`` replaces the
     card's smallest aligned face. ``turned`` likewise for the search of photos without a face
     turned a quarter each way (``both``: every model also as ``NAME turned``). ``detections``: a JSON file
-    of detected faces kept between runs (:class:`DetectionCache`).
+    of detected faces kept between runs (:class:`DetectionCache`). ``engines``: what runs each model's
+    forward pass (``auto``: as it is served); with more than one, every model is judged on each, as
+    ``NAME [ENGINE]``, and ``engine_agreement`` gives the share of photos given the same label as on the first.
     """
     items = validation_items(photos)
     if limit:
@@ -195,7 +198,11 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     wanted = ORDER if not conditions else ["as is", *(c for c in ORDER if c in conditions and c != "as is")]
     settings = RECOMMENDED if detector == "recommended" else DetectorSettings()
     det = FaceDetector(settings)
-    classifiers = {name: Classifier(path, tta=tta if tta else None) for name, path, tta in models}
+    engines = engines or ["auto"]
+    many = len(engines) > 1
+    classifiers = {name + (f" [{e}]" if many else ""): Classifier(path, tta=tta if tta else None, engine=e)
+                   for name, path, tta in models for e in engines}
+    paths = {name + (f" [{e}]" if many else ""): (path, tta) for name, path, tta in models for e in engines}
     # (classifier name, column name, align, smallest aligned face, turned search)
     judges: list[tuple[str, str, bool, int, bool]] = []
     for name, clf in classifiers.items():
@@ -242,9 +249,9 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     if progress and detections:
         print(f"  detections: {cache.hits} read from {detections}, {cache.misses} new", file=sys.stderr)
     report: dict = {"photos": len(items), "source": str(photos), "detector": settings.name,
-                    "models": {col: {"path": str(dict((m[0], m[1]) for m in models)[name]),
-                                     "tta": bool(dict((m[0], m[2]) for m in models)[name]),
-                                     "align": a, "align_min_face": mf, "turned": t}
+                    "models": {col: {"path": str(paths[name][0]), "tta": bool(paths[name][1]),
+                                     "engine": classifiers[name].engine, "align": a, "align_min_face": mf,
+                                     "turned": t}
                                for name, col, a, mf, t in judges},
                     "conditions": {}}
     for cond in wanted:
@@ -271,7 +278,28 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
         if progress:
             print(f"  classified with {col} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
     report["verdicts"] = rows
+    if many:
+        report["engine_agreement"] = engine_agreement(rows, engines)
     return report
+
+
+def engine_agreement(rows: list[dict], engines: list[str]) -> dict:
+    """Per model and condition, the share of photos each other engine labels as the first engine does."""
+    first = f" [{engines[0]}]"
+    labels = {(r["model"], r["condition"], r["photo"]): r["predicted"] for r in rows}
+    out: dict = {}
+    for (col, cond, photo), label in labels.items():
+        if first not in col:
+            continue
+        base = col.replace(first, "")
+        for e in engines[1:]:
+            other = labels.get((col.replace(first, f" [{e}]"), cond, photo))
+            if other is not None:
+                agg = out.setdefault(f"{base}: {e} vs {engines[0]}", {}).setdefault(cond, [0, 0])
+                agg[0] += int(other == label)
+                agg[1] += 1
+    return {pair: {cond: {"same_label": round(same / n, 4), "photos": n} for cond, (same, n) in conds.items()}
+            for pair, conds in out.items()}
 
 
 def table(report: dict) -> str:
@@ -316,6 +344,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="search photos without a face turned a quarter each way: as each card says, never, "
                          "always, or both (each model twice)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
+    ap.add_argument("--engines", nargs="+", default=["auto"], choices=["auto", "torch", "onnx", "int8"],
+                    help="what runs each model (default auto: as served); several: each model on each, and how "
+                         "often they agree per condition")
     ap.add_argument("--photos-csv", type=Path, default=None, metavar="FILE",
                     help="also write every photo's verdict under every condition, for each model (to look at "
                          "the mistakes one by one)")
@@ -342,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 2
     report = run(a.photos, models, a.limit, a.detector, conditions=conditions, align=a.align,
-                 align_min_face=a.align_min_face, turned=a.turned, detections=a.detections)
+                 align_min_face=a.align_min_face, turned=a.turned, detections=a.detections, engines=a.engines)
     print(f"\n{report['photos']} validation photos from {a.photos}; faces found by {report['detector']}\n")
     print(table(report))
     for n in report["models"]:
@@ -350,6 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{n}, as is: " + ", ".join(f"recall {c} {v['recall']:.1%} (n={v['support']})"
                                               for c, v in m["per_class"].items())
               + f"; confusion (rows true) {m['confusion_matrix']['rows_true_cols_predicted']}")
+    for pair, conds in report.get("engine_agreement", {}).items():
+        worst = min(conds.items(), key=lambda kv: kv[1]["same_label"])
+        same = sum(c["same_label"] * c["photos"] for c in conds.values())
+        total = max(1, sum(c["photos"] for c in conds.values()))
+        print(f"\n{pair}: the same label on {same / total:.2%} of all photos and conditions; lowest "
+              f"{worst[1]['same_label']:.2%} ({worst[0]})")
     rows = report.pop("verdicts")
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))

@@ -261,3 +261,4 @@ def test_stress_benchmark_reuses_kept_detections_and_refuses_other_settings(astr
         assert len(calls) >= 4 and json.loads(cache.read_text())["header"] == header
     finally:
         bench.FaceDetector.detect = original
+

@@ -217,3 +217,26 @@ def test_predict_starts_without_torch_and_prints_what_the_learner_would(engine_m
     assert np.abs(conf[:, 0] - conf[:, 1]).max() < 2e-4
     lean = Classifier(engine_model, engine="onnx", lazy=True)
     assert lean._learn is None and lean.learn is not None and lean.classes == full.classes  # loaded when asked
+
+
+def test_stress_benchmark_compares_engines_photo_by_photo(tiny_data, engine_model):
+    """--engines torch int8: each model judged on both, and the share of the same labels per condition."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conditions_benchmark", ROOT / "benchmarks" / "conditions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.run(tiny_data, [("m", engine_model, False)], limit=6, progress=False,
+                       conditions=["grayscale"], engines=["torch", "onnx"])
+    assert set(report["models"]) == {"m [torch]", "m [onnx]"}
+    assert report["models"]["m [onnx]"]["engine"] == "onnx" and report["models"]["m [torch]"]["engine"] == "torch"
+    agreement = report["engine_agreement"]["m: onnx vs torch"]
+    assert set(agreement) == {"as is", "grayscale"} and all(a["photos"] == 6 for a in agreement.values())
+    # the fp32 graph is the learner within 1e-4: every label the same
+    assert all(a["same_label"] == 1.0 for a in agreement.values())
+    # and the figure is computed, not assumed: a row changed by hand is counted
+    rows = [dict(r) for r in report["verdicts"]]
+    flip = next(r for r in rows if r["model"] == "m [onnx]" and r["condition"] == "grayscale")
+    flip["predicted"] = "with_mask" if flip["predicted"] != "with_mask" else "without_mask"
+    changed = bench.engine_agreement(rows, ["torch", "onnx"])["m: onnx vs torch"]["grayscale"]
+    assert changed["same_label"] == pytest.approx(5 / 6, abs=1e-4)
