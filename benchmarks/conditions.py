@@ -26,7 +26,9 @@ model, so it runs once per variant and every model listed judges the same crops.
 ``--model NAME=PATH`` judges with the model's card settings; ``--tta NAME=PATH``
 adds flip test-time augmentation. ``--align`` crops faces as each card says
 (``card``), never, always (faces whose landmarks are trusted), or ``both``: every
-model twice, unaligned and as ``NAME aligned``. ``--detector`` picks which detector finds the
+model twice, unaligned and as ``NAME aligned``; ``--turned`` and ``--orient`` likewise for the search of
+photos without a trusted face turned a quarter and for the check that a face found upright is not lying on its
+side. ``--detector`` picks which detector finds the
 faces for all models (default: the recommended one; ``mtcnn`` is the one older
 cards name). ``--json`` writes every figure and each confusion matrix; ``--photos-csv`` every photo's
 verdict under every condition, to look at the mistakes one by one.
@@ -179,13 +181,14 @@ def _spec(text: str) -> tuple[str, Path]:
 def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, detector: str = "recommended",
         progress: bool = True, conditions: list[str] | None = None, align: str = "card",
         align_min_face: int | None = None, turned: str = "card", detections: Path | None = None,
-        engines: list[str] | None = None) -> dict:
+        engines: list[str] | None = None, orient: str = "card") -> dict:
     """Every figure, as a dict: conditions -> model -> metrics (see class_metrics).
 
     ``align``: "card" (each model as its card says), "off", "on", or "both" (each model
     twice: unaligned, and aligned as ``NAME aligned``). ``align_min_face`` replaces the
     card's smallest aligned face. ``turned`` likewise for the search of photos without a face
-    turned a quarter each way (``both``: every model also as ``NAME turned``). ``detections``: a JSON file
+    turned a quarter each way (``both``: every model also as ``NAME turned``), and ``orient`` for the check
+    that a face found upright is not lying on its side (``NAME oriented``). ``detections``: a JSON file
     of detected faces kept between runs (:class:`DetectionCache`). ``engines``: what runs each model's
     forward pass (``auto``: as it is served); with more than one, every model is judged on each, as
     ``NAME [ENGINE]``, and ``engine_agreement`` gives the share of photos given the same label as on the first.
@@ -203,18 +206,21 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     classifiers = {name + (f" [{e}]" if many else ""): Classifier(path, tta=tta if tta else None, engine=e)
                    for name, path, tta in models for e in engines}
     paths = {name + (f" [{e}]" if many else ""): (path, tta) for name, path, tta in models for e in engines}
-    # (classifier name, column name, align, smallest aligned face, turned search)
-    judges: list[tuple[str, str, bool, int, bool]] = []
+    # (classifier name, column name, align, smallest aligned face, turned search, orientation check)
+    judges: list[tuple[str, str, bool, int, bool, bool]] = []
     for name, clf in classifiers.items():
         card_align, card_min = served_aligned(clf.card)
         min_face = align_min_face or card_min
         modes = {"card": [card_align], "off": [False], "on": [True], "both": [False, True]}[align]
         turns = {"card": [served_detector(clf.card).turned], "off": [False], "on": [True],
                  "both": [False, True]}[turned]
+        orients = {"card": [served_detector(clf.card).orient], "off": [False], "on": [True],
+                   "both": [False, True]}[orient]
         judges += [(name, name + (" aligned" if a and align == "both" else "") + (" turned" if t and turned == "both"
-                                                                                  else ""), a, min_face, t)
-                   for a in modes for t in turns]
-    keys = sorted({(a, m, t) for _, _, a, m, t in judges})
+                                                                                  else "")
+                    + (" oriented" if o and orient == "both" else ""), a, min_face, t, o)
+                   for a in modes for t in turns for o in orients]
+    keys = sorted({(a, m, t, o) for _, _, a, m, t, o in judges})
     vocab = next(iter(classifiers.values())).classes
     truth: list[int] = []
     crops: dict[tuple, dict[str, list]] = {k: {c: [] for c in wanted} for k in keys}
@@ -233,9 +239,11 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
         for cond, v in variants(img, faces[0] if faces else None, path.parent.name, wanted).items():
             # FaceDetector.detect with the turned search on: the same upright faces, then its check.
             plain, quarter = cache.faces(f"{digest}|{cond}", v, det, any_turned)
+            # The orientation check is cheap (three searches of a 192 px region) and is not kept in the file.
+            oriented = {t: det.check_orientation(v, quarter if t else plain) for t in {k[2] for k in keys if k[3]}}
             for key in keys:
-                a, m, t = key
-                fs = quarter if t else plain
+                a, m, t, o = key
+                fs = oriented[t] if o else (quarter if t else plain)
                 crops[key][cond].append(crop_face(v, fs[0], DEFAULT_MARGIN, align=a, min_face=m) if fs else v)
                 upright_counts[key][cond] += int(bool(fs and ((a and _rotated(fs[0], m)) or fs[0].turn)))
             found[cond].append(int(bool(plain)))
@@ -251,21 +259,21 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     report: dict = {"photos": len(items), "source": str(photos), "detector": settings.name,
                     "models": {col: {"path": str(paths[name][0]), "tta": bool(paths[name][1]),
                                      "engine": classifiers[name].engine, "align": a, "align_min_face": mf,
-                                     "turned": t}
-                               for name, col, a, mf, t in judges},
+                                     "turned": t, "orient": o}
+                               for name, col, a, mf, t, o in judges},
                     "conditions": {}}
     for cond in wanted:
         report["conditions"][cond] = {"faces_found": sum(found[cond]) / max(1, len(found[cond])),
                                       "faces_found_turned": sum(found_turned[cond]) / max(1, len(found[cond])),
                                       "photos": len(owners[cond]), "models": {}}
     rows: list[dict] = []  # one per photo, condition and model (``--photos-csv``)
-    for name, col, a, m, t in judges:
+    for name, col, a, m, t, o in judges:
         clf = classifiers[name]
         started = time.monotonic()
         for cond in wanted:
-            if not crops[(a, m, t)][cond]:  # 'framed tight' when no face was found in any photo
+            if not crops[(a, m, t, o)][cond]:  # 'framed tight' when no face was found in any photo
                 continue
-            verdicts = clf.classify(crops[(a, m, t)][cond])
+            verdicts = clf.classify(crops[(a, m, t, o)][cond])
             y_true = [truth[i] for i in owners[cond]]
             y_pred = [vocab.index(v.label) for v in verdicts]
             for k, (i, v) in enumerate(zip(owners[cond], verdicts)):
@@ -273,7 +281,7 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
                              "predicted": v.label, "confidence": round(v.confidence, 4),
                              "face_found": found_turned[cond][k] if t else found[cond][k]})
             metrics = class_metrics(y_true, y_pred, vocab)
-            metrics["faces_turned"] = upright_counts[(a, m, t)][cond]
+            metrics["faces_turned"] = upright_counts[(a, m, t, o)][cond]
             report["conditions"][cond]["models"][col] = metrics
         if progress:
             print(f"  classified with {col} in {time.monotonic() - started:.0f} s", file=sys.stderr, flush=True)
@@ -343,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--turned", choices=["card", "off", "on", "both"], default="card",
                     help="search photos without a face turned a quarter each way: as each card says, never, "
                          "always, or both (each model twice)")
+    ap.add_argument("--orient", choices=["card", "off", "on", "both"], default="card",
+                    help="check that a face found upright is not lying on its side: as each card says, never, "
+                         "always, or both (each model twice)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     ap.add_argument("--engines", nargs="+", default=["auto"], choices=["auto", "torch", "onnx", "int8"],
                     help="what runs each model (default auto: as served); several: each model on each, and how "
@@ -373,7 +384,8 @@ def main(argv: list[str] | None = None) -> int:
                       file=sys.stderr)
                 return 2
     report = run(a.photos, models, a.limit, a.detector, conditions=conditions, align=a.align,
-                 align_min_face=a.align_min_face, turned=a.turned, detections=a.detections, engines=a.engines)
+                 align_min_face=a.align_min_face, turned=a.turned, detections=a.detections, engines=a.engines,
+                 orient=a.orient)
     print(f"\n{report['photos']} validation photos from {a.photos}; faces found by {report['detector']}\n")
     print(table(report))
     for n in report["models"]:

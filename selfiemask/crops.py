@@ -64,11 +64,16 @@ def served_detector(card: dict) -> DetectorSettings:
     """The detector a model is served with: the one its card was trained with (cards before RetinaFace: MTCNN).
 
     ``inference.turned`` (set by hand on a card, for a model measured to do better with it) turns on
-    the search of photos without a face turned a quarter each way (``DetectorSettings.turned``).
+    the search of photos without a face turned a quarter each way (``DetectorSettings.turned``);
+    ``inference.orient`` likewise the check that a face found upright is not lying on its side
+    (``DetectorSettings.orient``).
     """
     settings = DetectorSettings.from_dict(card.get("detector", {}).get("detector"))
-    wanted = card.get("inference", {}).get("turned")
-    return settings if wanted is None else replace(settings, turned=bool(wanted))
+    inference = card.get("inference", {})
+    for name in ("turned", "orient"):
+        if inference.get(name) is not None:
+            settings = replace(settings, **{name: bool(inference[name])})
+    return settings
 
 
 def served_aligned(card: dict) -> tuple[bool, int]:

@@ -192,9 +192,10 @@ class FrameAnalyzer:
         self.fallback_every = fallback_every
         # No padded retry on frames without a face: it searches a frame twice the size again, which
         # doubles the cost of every empty frame, and a camera rarely frames a face edge to edge.
-        # Nor the turned search (two more detections of every empty frame): a camera is rarely held sideways.
-        settings = (replace(clf.detector.settings, pad_fraction=0.0, turned=False) if clf.detector is not None
-                    else None)
+        # Nor the turned search (two more detections of every empty frame) or the orientation check (three small
+        # ones of every face): a camera is rarely held sideways.
+        settings = (replace(clf.detector.settings, pad_fraction=0.0, turned=False, orient=False)
+                    if clf.detector is not None else None)
         self.detector = FaceDetector(settings) if settings is not None else None
         # RetinaFace with the MTCNN fallback: the two run apart, so that an empty scene does not pay
         # MTCNN (46 ms at 640x480, more than the rest of a frame) on every frame (see _detect).

@@ -261,6 +261,11 @@ def test_stress_benchmark_reuses_kept_detections_and_refuses_other_settings(astr
         assert len(calls) >= 4 and json.loads(cache.read_text())["header"] == header
     finally:
         bench.FaceDetector.detect = original
+    # every model with and without the orientation check, from the same kept detections
+    both = bench.run(photos, **args, detections=cache, orient="both")
+    assert set(both["models"]) == {"rule", "rule oriented"} and both["models"]["rule oriented"]["orient"]
+    for r in both["conditions"].values():  # RetinaFace is as sure of the astronaut upright: nothing changes
+        assert r["models"]["rule"]["accuracy"] == r["models"]["rule oriented"]["accuracy"]
 
 
 
