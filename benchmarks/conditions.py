@@ -127,7 +127,9 @@ class DetectionCache:
 
     def __init__(self, path: Path | None, settings: DetectorSettings) -> None:
         self.path = path
-        self.header = {"version": self.VERSION, "detector": json.loads(json.dumps(asdict(settings)))}
+        # The orientation check is never kept here (it runs on every read), so its switch is not part of the key.
+        detector = {k: v for k, v in json.loads(json.dumps(asdict(settings))).items() if k != "orient"}
+        self.header = {"version": self.VERSION, "detector": detector}
         self.entries: dict[str, dict] = {}
         self.hits = self.misses = 0
         if path and path.exists():

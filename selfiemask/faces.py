@@ -34,7 +34,8 @@ import numpy as np
 from PIL import Image, ImageOps
 
 __all__ = ["ALIGN_MAX_DISAGREEMENT", "ALIGN_MIN_ANGLE", "ALIGN_MIN_FACE", "DEFAULT_MARGIN", "DEFAULT_MIN_FACE",
-           "DEFAULT_MIN_PROB", "DETECT_SIDE", "ORIENT_MARGIN", "PAD_FRACTION", "TURNED_MIN_SCORE",
+           "DEFAULT_MIN_PROB", "DETECT_SIDE", "ORIENT_MARGIN", "ORIENT_MAX_OFF_VERTICAL", "ORIENT_MIN_SCORE",
+           "PAD_FRACTION", "TURNED_MIN_SCORE",
            "DetectorSettings", "Face", "FaceDetector", "Landmarks", "crop_face", "eye_angle", "trusted_landmarks"]
 
 #: Margin added around a detected face box on every side, as a fraction of its size.
@@ -59,6 +60,10 @@ TURNED_MIN_SCORE = 0.8
 ORIENT_MARGIN = 0.05
 #: ``check_orientation``'s region: a square this many times the face box's longer side, searched at this size.
 ORIENT_REGION, ORIENT_SIDE = 2.0, 192
+#: ...and what the face found turned must show to be believed: this score at least, landmarks that fit, and an eye
+#: line within this many degrees of the photo's vertical. On photos rolled 30 and 60 degrees and on small camera
+#: faces, turned finds that missed any of these were as often wrong as right (benchmarks/conditions.py --orient).
+ORIENT_MIN_SCORE, ORIENT_MAX_OFF_VERTICAL = 0.95, 20.0
 #: When nothing is found, the photo is padded by this fraction on every side
 #: and searched again: in a tight crop the face fills the frame and MTCNN's
 #: smallest pyramid level is too small to see it whole.
@@ -236,9 +241,10 @@ class FaceDetector:
         :meth:`check_turned` is no help here (it was measured to turn right faces wrongly), so this looks at
         the face alone: the square around it (:data:`ORIENT_REGION` times its longer side, at
         :data:`ORIENT_SIDE` px) is searched upright and turned a quarter each way, and if a turned search
-        finds the face, centred, at least :data:`TURNED_MIN_SCORE` and :data:`ORIENT_MARGIN` above the upright
-        one, its box and landmarks (back in the photo's pixels, with its ``turn``) replace the face's. About
-        three searches of a 192 px image: a few milliseconds.
+        finds the face, centred, scoring at least :data:`ORIENT_MIN_SCORE` and :data:`ORIENT_MARGIN` above the
+        upright one, with landmarks that fit and an eye line near the photo's vertical
+        (:data:`ORIENT_MAX_OFF_VERTICAL`), its box and landmarks (back in the photo's pixels, with its ``turn``)
+        replace the face's. Three searches of a 192 px image: a few milliseconds.
         """
         if not faces or faces[0].turn or not self.settings.backend.startswith("retinaface"):
             return faces
@@ -263,10 +269,13 @@ class FaceDetector:
                 best[turn] = max(centred, key=lambda f: f[4])
         upright = best.get(0, (0, 0, 0, 0, 0.0))[4]
         turn = max((k for k in best if k), key=lambda k: best[k][4], default=None)
-        if turn is None or best[turn][4] < TURNED_MIN_SCORE or best[turn][4] < upright + ORIENT_MARGIN:
+        if turn is None or best[turn][4] < ORIENT_MIN_SCORE or best[turn][4] < upright + ORIENT_MARGIN:
             return faces
         l2, t2, r2, b2, score, landmarks = best[turn]
         found = _unturned(Face((l2, t2, r2, b2), score, landmarks), turn, (ORIENT_SIDE, ORIENT_SIDE))  # region px
+        if not trusted_landmarks(found, self.settings.min_face) or \
+                abs(abs(eye_angle(found.landmarks)) - 90) > ORIENT_MAX_OFF_VERTICAL:  # type: ignore[arg-type]
+            return faces
 
         def back(x: float, y: float) -> tuple[float, float]:
             return x0 + x * scale, y0 + y * scale
