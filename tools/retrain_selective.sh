@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Retrains of the shipped model distilled from it only where it is right (--distill-only-right), and blends of
+# one with the model it started from (tools/blend_models.py): the experiments of docs/accuracy.md's
+# "Distilled only where the teacher is right". Resumable: each step is skipped when its export is there.
+#   1. face crops of ../shared/data/train, each face turned upright where its landmarks are trusted (80 s here)
+#   2. three fine-tunes of the shipped model (1 frozen + 5 epochs at 1e-3, about 30 min each on 2 free cores):
+#        right: teacher weight 0.5, hand/sunglasses p 0.15, camera model p 0.2
+#        turn:  the same with more of both (p 0.25) and a quarter turn on 10% of crops
+#        r3:    teacher weight 0.7, hand p 0.15, camera p 0.2, a quarter turn on 10% of crops
+#   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included)
+#   4. the stress benchmark of all of them against the shipped model, each as its card says and with the
+#      orientation check; detections kept in models/bench/detections.json (the first run detects, about
+#      16 min; later runs read them back)
+# Outputs go to data/cache/ and models/ (ignored by git); nothing replaces export.pkl here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+SRC=${SRC:-../shared/data/train}
+CROPS=data/cache/crops/train-retina-aligned
+mkdir -p models/bench
+step() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+step "face crops, upright -> $CROPS"
+$PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$CROPS', settings=CropSettings(align=True), progress=False))"
+
+train() {  # NAME, then the options that differ
+  local name=$1; shift
+  if [ ! -f "models/$name/export.pkl" ]; then
+    step "fine_tune(5) of the shipped model as its own teacher, only where it is right: $name ($*)"
+    $PY -m selfiemask train "$CROPS" --pretrained shipped --teacher export.pkl --distill-only-right \
+        --epochs 5 --lr 1e-3 --out "models/$name/export.pkl" --resume "$@"
+  fi
+}
+train right --distill-alpha 0.5 --occlude-p 0.15 --camera-p 0.2
+train turn --distill-alpha 0.5 --occlude-p 0.25 --camera-p 0.25 --turn-p 0.1
+train r3 --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --turn-p 0.1
+
+for w in 0.3 0.5 0.7; do
+  n=blend${w/./}
+  if [ ! -f "models/$n/export.pkl" ]; then
+    step "blend: $w of models/right with the shipped model -> models/$n"
+    $PY tools/blend_models.py --start export.pkl --tuned models/right/export.pkl --weight "$w" \
+        --crops "$CROPS" --out "models/$n/export.pkl"
+  fi
+done
+
+step "stress benchmark on every validation photo"
+$PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=models/right/export.pkl \
+    --model b03=models/blend03/export.pkl --model b05=models/blend05/export.pkl \
+    --model b07=models/blend07/export.pkl --model turn=models/turn/export.pkl --model r3=models/r3/export.pkl \
+    --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
+    --json models/bench/selective.json
+step done
