@@ -240,3 +240,23 @@ def test_stress_benchmark_compares_engines_photo_by_photo(tiny_data, engine_mode
     flip["predicted"] = "with_mask" if flip["predicted"] != "with_mask" else "without_mask"
     changed = bench.engine_agreement(rows, ["torch", "onnx"])["m: onnx vs torch"]["grayscale"]
     assert changed["same_label"] == pytest.approx(5 / 6, abs=1e-4)
+
+
+def test_make_engines_records_the_graphs_agreement_on_every_stress_condition(tiny_data, engine_model, tmp_path):
+    """tools/make_engines.py --stage stress: per condition, how often the int8 graph labels as the learner does."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_engines", ROOT / "tools" / "make_engines.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    model = copy_model(engine_model, tmp_path / "m")
+    before = read_card(model)
+    tool.stress_agreement(tiny_data, model, None)
+    card = read_card(model)
+    record = card["engines"]["int8"]["stress_agreement"]
+    assert set(record["conditions"]) >= {"as is", "grayscale", "rolled +90°", "camera 24 px"}
+    assert all(0.0 <= c["same_label"] <= 1.0 and c["photos"] > 0 for c in record["conditions"].values())
+    assert 0.0 <= record["same_label"] <= 1.0 and record["photos"] > 0
+    assert set(record["accuracy"]) == {"learner", "graph"}
+    assert card["export_sha256"] == before["export_sha256"]  # the model itself is untouched
+    assert card["engines"]["int8"]["sha256"] == before["engines"]["int8"]["sha256"]

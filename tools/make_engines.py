@@ -9,6 +9,11 @@ split the card used. ``export.pkl`` and its ``export_sha256`` are not touched.
 
     python tools/make_engines.py ../shared/data/train --model export.pkl --crops /tmp/engine-crops
     python tools/make_engines.py ../shared/data/train --stage crops   # only the face-crop pass (resumable)
+    python tools/make_engines.py ../shared/data/train --stage stress --detections models/bench/detections.json
+
+``--stage stress`` judges every validation photo under every stress condition of ``benchmarks/conditions.py``
+with the learner (torch) and with the int8 graph, as the model is served, and records in the card, per
+condition, the share of photos the graph labels as the learner does (``engines.int8.stress_agreement``).
 
 The crops go to ``--crops`` (keep it outside the repository: they are crops of third-party photos).
 """
@@ -49,14 +54,55 @@ def link_tree(photos: list[Path], data: Path, dest: Path) -> None:
             link.symlink_to(p.resolve())
 
 
+def stress_agreement(data: Path, model: Path, detections: Path | None) -> None:
+    """The int8 graph against the learner on every stress condition, recorded in the card."""
+    import importlib.util
+
+    from selfiemask.card import read_card, verify_model, write_card
+
+    verify_model(model)
+    spec = importlib.util.spec_from_file_location("conditions_benchmark", ROOT / "benchmarks" / "conditions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    start = time.perf_counter()
+    report = bench.run(data, [("model", model, False)], detections=detections, engines=["torch", "int8"])
+    conditions = report["engine_agreement"]["model: int8 vs torch"]
+    same = sum(c["same_label"] * c["photos"] for c in conditions.values())
+    total = sum(c["photos"] for c in conditions.values())
+    # A condition no photo reached (e.g. 'framed tight' where no face was found) has no figures.
+    accuracy = {col: {cond: r["models"][col]["accuracy"] for cond, r in report["conditions"].items()
+                      if col in r["models"]}
+                for col in ("model [torch]", "model [int8]")}
+    card = read_card(model)
+    if "int8" not in card.get("engines", {}):
+        raise SystemExit(f"{model}'s card records no int8 graph: write it first (--stage engines)")
+    card["engines"]["int8"]["stress_agreement"] = {
+        "command": "python tools/make_engines.py ../shared/data/train --stage stress",
+        "photos": report["photos"], "same_label": round(same / total, 4),
+        "conditions": conditions,
+        "accuracy": {"learner": accuracy["model [torch]"], "graph": accuracy["model [int8]"]}}
+    write_card(model, card)
+    worst = min(conditions.items(), key=lambda kv: kv[1]["same_label"])
+    print(f"int8 against the learner, {report['photos']} photos x {len(conditions)} conditions: the same label on "
+          f"{same / total:.2%}; lowest {worst[1]['same_label']:.2%} ({worst[0]}); {time.perf_counter() - start:.0f} s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("data", type=Path, help="the labelled photos the model was trained on (data/<label>/)")
     ap.add_argument("--model", type=Path, default=ROOT / "export.pkl")
-    ap.add_argument("--crops", type=Path, required=True, help="work folder for links and crops (outside the repo)")
     ap.add_argument("--calibration", type=int, default=200, help="training photos to calibrate on (default 200)")
-    ap.add_argument("--stage", choices=["crops", "engines", "all"], default="all")
+    ap.add_argument("--stage", choices=["crops", "engines", "all", "stress"], default="all")
+    ap.add_argument("--detections", type=Path, default=None,
+                    help="--stage stress: the benchmark's kept detections (benchmarks/conditions.py --detections)")
+    ap.add_argument("--crops", type=Path, default=None,
+                    help="work folder for links and crops (outside the repo; not needed by --stage stress)")
     args = ap.parse_args()
+    if args.stage == "stress":
+        stress_agreement(args.data, args.model, args.detections)
+        return
+    if args.crops is None:
+        ap.error("--crops is needed to write the graphs")
 
     from selfiemask.card import read_card, verify_model, write_card
     from selfiemask.crops import CropSettings, crop_folder, served_aligned
