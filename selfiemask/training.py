@@ -187,6 +187,7 @@ class ModelCard(Callback):
         self.started = time.monotonic()
         self.record: dict = {"fits": [], "lr_find": []}
         self.lr_curve: tuple[list[float], list[float]] | None = None
+        self._fit: dict | None = None  # the fit under way; None when its before_fit never ran
 
     def before_fit(self) -> None:
         if hasattr(self.learn, "gather_preds"):  # get_preds runs the fit events too: not a fit (as fastai's
@@ -207,6 +208,10 @@ class ModelCard(Callback):
 
     def after_fit(self) -> None:
         self.record["world_size"] = dist.world_size()  # read now: the main process validates and exports alone
+        if self._fit is None:  # SaveEachEpoch (earlier in order) skipped a fit finished before an interruption
+            self.record["fits"].append({"epochs": self.n_epoch, "frozen": None, "lr_max": None, "steps": 0,
+                                        "seconds": None, "resumed": "finished before the interruption"})
+            return
         self._fit["seconds"] = round(time.monotonic() - self._t0, 1)
         if self._fit["lr_max"]:
             self._fit["lr_max"] = [float(f"{v:.3g}") for v in self._fit["lr_max"]]
@@ -216,6 +221,7 @@ class ModelCard(Callback):
             self.lr_curve = ([float(v) for v in rec.lrs], [float(v) for v in rec.losses])
         elif self._fit["steps"] or not self.record["fits"]:
             self.record["fits"].append(self._fit)
+        self._fit = None
 
 
 class SaveEachEpoch(Callback):

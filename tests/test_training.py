@@ -123,6 +123,36 @@ def test_interrupted_training_resumes(tmp_path, monkeypatch):
     assert not (out.parent / ".export.work").exists()
 
 
+def test_fine_tune_interrupted_in_its_second_fit_resumes_and_records_both(tmp_path):
+    """fine_tune makes two fits: resumed in the second, the first is skipped and the card still says so."""
+    from fastai.callback.core import Callback
+
+    data = make_dataset(tmp_path / "d", per_class=16, size=32)
+    out = tmp_path / "m" / "export.pkl"
+    cfg = TrainConfig(data_dir=data, out=out, epochs=2, freeze_epochs=1, size=32, bs=8, lr=1e-3,
+                      pretrained="imagenet", arch="mobilenet_v2", crops=False, engines=False)
+
+    class StopInSecondFit(Callback):
+        order = 95
+        epochs_seen = 0
+
+        def after_epoch(self):
+            StopInSecondFit.epochs_seen += 1
+            if StopInSecondFit.epochs_seen == 2:  # the frozen epoch, then the first unfrozen one
+                raise KeyboardInterrupt
+
+    cfg.callbacks = [StopInSecondFit()]
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg)
+    meta = json.loads((out.parent / ".export.work" / "checkpoint.json").read_text())
+    assert (meta["fit"], meta["epochs_done"]) == (2, 1)
+    cfg.callbacks, cfg.resume = [], True
+    card = train(cfg)
+    fits = card["training"]["fits"]
+    assert [f["epochs"] for f in fits] == [1, 2] and card["training"]["epochs"] == 3
+    assert fits[0]["resumed"] and fits[1]["steps"] > 0 and fits[1]["frozen"] is False
+
+
 def test_missing_data_dir_is_a_clear_error(tmp_path, capsys):
     from selfiemask.commands import main
 
