@@ -62,6 +62,7 @@ from selfiemask.augment import (  # noqa: E402
 )
 from selfiemask.crops import served_aligned, served_detector  # noqa: E402
 from selfiemask.data import validation_items  # noqa: E402
+from selfiemask.engines import FLIP_UNLESS_SURE  # noqa: E402
 from selfiemask.evaluate import class_metrics  # noqa: E402
 from selfiemask.faces import (  # noqa: E402
     ALIGN_MIN_ANGLE,
@@ -77,6 +78,7 @@ from selfiemask.faces import (  # noqa: E402
 from selfiemask.files import atomic_path, sha256_file  # noqa: E402
 from selfiemask.images import load_image  # noqa: E402
 from selfiemask.predict import Classifier  # noqa: E402
+from selfiemask.verdicts import MIN_CONFIDENCE  # noqa: E402
 
 GROUPS = {
     "phone": [*CONDITIONS, "framed tight", "framed wide"],
@@ -183,17 +185,18 @@ def _spec(text: str) -> tuple[str, Path]:
 def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, detector: str = "recommended",
         progress: bool = True, conditions: list[str] | None = None, align: str = "card",
         align_min_face: int | None = None, turned: str = "card", detections: Path | None = None,
-        engines: list[str] | None = None, orient: str = "card") -> dict:
+        engines: list[str] | None = None, orient: str = "card", flip_unless_sure: str = "card") -> dict:
     """Every figure, as a dict: conditions -> model -> metrics (see class_metrics).
 
     ``align``: "card" (each model as its card says), "off", "on", or "both" (each model
     twice: unaligned, and aligned as ``NAME aligned``). ``align_min_face`` replaces the
     card's smallest aligned face. ``turned`` likewise for the search of photos without a face
     turned a quarter each way (``both``: every model also as ``NAME turned``), and ``orient`` for the check
-    that a face found upright is not lying on its side (``NAME oriented``). ``detections``: a JSON file
-    of detected faces kept between runs (:class:`DetectionCache`). ``engines``: what runs each model's
-    forward pass (``auto``: as it is served); with more than one, every model is judged on each, as
-    ``NAME [ENGINE]``, and ``engine_agreement`` gives the share of photos given the same label as on the first.
+    that a face found upright is not lying on its side (``NAME oriented``), and ``flip_unless_sure`` for the
+    flip augmentation skipped where the plain pass is sure (``NAME sure-flip``, at ``FLIP_UNLESS_SURE``).
+    ``detections``: a JSON file of detected faces kept between runs (:class:`DetectionCache`). ``engines``:
+    what runs each model's forward pass (``auto``: as it is served); with more than one, every model is judged on each,
+    as ``NAME [ENGINE]``, and ``engine_agreement`` gives the share of photos given the same label as on the first.
     """
     items = validation_items(photos)
     if limit:
@@ -208,8 +211,9 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     classifiers = {name + (f" [{e}]" if many else ""): Classifier(path, tta=tta if tta else None, engine=e)
                    for name, path, tta in models for e in engines}
     paths = {name + (f" [{e}]" if many else ""): (path, tta) for name, path, tta in models for e in engines}
-    # (classifier name, column name, align, smallest aligned face, turned search, orientation check)
-    judges: list[tuple[str, str, bool, int, bool, bool]] = []
+    # (classifier name, column name, align, smallest aligned face, turned search, orientation check, mirror
+    # only below this plain-pass confidence)
+    judges: list[tuple[str, str, bool, int, bool, bool, float | None]] = []
     for name, clf in classifiers.items():
         card_align, card_min = served_aligned(clf.card)
         min_face = align_min_face or card_min
@@ -218,11 +222,15 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
                  "both": [False, True]}[turned]
         orients = {"card": [served_detector(clf.card).orient], "off": [False], "on": [True],
                    "both": [False, True]}[orient]
+        card_sure = clf.flip_unless_sure
+        sures = {"card": [card_sure], "off": [None], "on": [FLIP_UNLESS_SURE],
+                 "both": [None, FLIP_UNLESS_SURE]}[flip_unless_sure]
         judges += [(name, name + (" aligned" if a and align == "both" else "") + (" turned" if t and turned == "both"
                                                                                   else "")
-                    + (" oriented" if o and orient == "both" else ""), a, min_face, t, o)
-                   for a in modes for t in turns for o in orients]
-    keys = sorted({(a, m, t, o) for _, _, a, m, t, o in judges})
+                    + (" oriented" if o and orient == "both" else "")
+                    + (" sure-flip" if f and flip_unless_sure == "both" else ""), a, min_face, t, o, f)
+                   for a in modes for t in turns for o in orients for f in sures]
+    keys = sorted({(a, m, t, o) for _, _, a, m, t, o, _ in judges})
     vocab = next(iter(classifiers.values())).classes
     truth: list[int] = []
     crops: dict[tuple, dict[str, list]] = {k: {c: [] for c in wanted} for k in keys}
@@ -261,16 +269,17 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     report: dict = {"photos": len(items), "source": str(photos), "detector": settings.name,
                     "models": {col: {"path": str(paths[name][0]), "tta": bool(paths[name][1]),
                                      "engine": classifiers[name].engine, "align": a, "align_min_face": mf,
-                                     "turned": t, "orient": o}
-                               for name, col, a, mf, t, o in judges},
+                                     "turned": t, "orient": o, "flip_unless_sure": f}
+                               for name, col, a, mf, t, o, f in judges},
                     "conditions": {}}
     for cond in wanted:
         report["conditions"][cond] = {"faces_found": sum(found[cond]) / max(1, len(found[cond])),
                                       "faces_found_turned": sum(found_turned[cond]) / max(1, len(found[cond])),
                                       "photos": len(owners[cond]), "models": {}}
     rows: list[dict] = []  # one per photo, condition and model (``--photos-csv``)
-    for name, col, a, m, t, o in judges:
+    for name, col, a, m, t, o, f in judges:
         clf = classifiers[name]
+        clf.flip_unless_sure = f
         started = time.monotonic()
         for cond in wanted:
             if not crops[(a, m, t, o)][cond]:  # 'framed tight' when no face was found in any photo
@@ -290,6 +299,8 @@ def run(photos: Path, models: list[tuple[str, Path, bool]], limit: int = 0, dete
     report["verdicts"] = rows
     if many:
         report["engine_agreement"] = engine_agreement(rows, engines)
+    if flip_unless_sure == "both":
+        report["flip_agreement"] = flip_agreement(rows)
     return report
 
 
@@ -310,6 +321,27 @@ def engine_agreement(rows: list[dict], engines: list[str]) -> dict:
                 agg[1] += 1
     return {pair: {cond: {"same_label": round(same / n, 4), "photos": n} for cond, (same, n) in conds.items()}
             for pair, conds in out.items()}
+
+
+def flip_agreement(rows: list[dict]) -> dict:
+    """Per model and condition, how often the mirror skipped where the plain pass is sure (``NAME sure-flip``)
+    shows what the mirror on every crop shows: the same label, and the same "Not sure" or not."""
+    seen = {(r["model"], r["condition"], r["photo"]): r for r in rows}
+    out: dict = {}
+    for (col, cond, photo), r in seen.items():
+        if not col.endswith(" sure-flip"):
+            continue
+        full = seen.get((col[: -len(" sure-flip")], cond, photo))
+        if full is None:
+            continue
+        agg = out.setdefault(col, {}).setdefault(cond, [0, 0, 0, 0.0])
+        agg[0] += int(r["predicted"] == full["predicted"])
+        agg[1] += int((r["confidence"] >= MIN_CONFIDENCE) == (full["confidence"] >= MIN_CONFIDENCE))
+        agg[2] += 1
+        agg[3] = max(agg[3], abs(r["confidence"] - full["confidence"]))
+    return {col: {cond: {"same_label": round(a / n, 4), "same_not_sure": round(b / n, 4), "photos": n,
+                         "largest_confidence_change": round(d, 4)} for cond, (a, b, n, d) in conds.items()}
+            for col, conds in out.items()}
 
 
 def table(report: dict) -> str:
@@ -356,6 +388,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--orient", choices=["card", "off", "on", "both"], default="card",
                     help="check that a face found upright is not lying on its side: as each card says, never, "
                          "always, or both (each model twice)")
+    ap.add_argument("--flip-unless-sure", choices=["card", "off", "on", "both"], default="card",
+                    help="with flip TTA, mirror only crops whose plain pass is below FLIP_UNLESS_SURE: as each "
+                         "card says, never skip, always, or both (each model twice)")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
     ap.add_argument("--engines", nargs="+", default=["auto"], choices=["auto", "torch", "onnx", "int8"],
                     help="what runs each model (default auto: as served); several: each model on each, and how "
@@ -387,7 +422,7 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
     report = run(a.photos, models, a.limit, a.detector, conditions=conditions, align=a.align,
                  align_min_face=a.align_min_face, turned=a.turned, detections=a.detections, engines=a.engines,
-                 orient=a.orient)
+                 orient=a.orient, flip_unless_sure=a.flip_unless_sure)
     print(f"\n{report['photos']} validation photos from {a.photos}; faces found by {report['detector']}\n")
     print(table(report))
     for n in report["models"]:
@@ -401,6 +436,14 @@ def main(argv: list[str] | None = None) -> int:
         total = max(1, sum(c["photos"] for c in conds.values()))
         print(f"\n{pair}: the same label on {same / total:.2%} of all photos and conditions; lowest "
               f"{worst[1]['same_label']:.2%} ({worst[0]})")
+    for col, conds in report.get("flip_agreement", {}).items():
+        total = max(1, sum(c["photos"] for c in conds.values()))
+        label = sum(c["same_label"] * c["photos"] for c in conds.values()) / total
+        unsure = sum(c["same_not_sure"] * c["photos"] for c in conds.values()) / total
+        worst = min(conds.items(), key=lambda kv: (kv[1]["same_label"], kv[1]["same_not_sure"]))
+        print(f"\n{col} against the mirror on every crop: the same label on {label:.2%}, the same 'Not sure' on "
+              f"{unsure:.2%} of all photos and conditions; lowest {worst[1]['same_label']:.2%} / "
+              f"{worst[1]['same_not_sure']:.2%} ({worst[0]})")
     rows = report.pop("verdicts")
     if a.json:
         a.json.write_text(json.dumps(report, indent=1))

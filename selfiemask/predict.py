@@ -88,7 +88,7 @@ class Classifier:
     def __init__(self, model_path: str | Path = DEFAULT_MODEL, detect_faces: bool | None = None,
                  check_sha: bool = True, allow_unverified: bool = False, unsafe_pickle: bool = False,
                  tta: bool | None = None, engine: str | None = None, threads: int | None = None,
-                 lazy: bool = False) -> None:
+                 lazy: bool = False, flip_unless_sure: float | None = None) -> None:
         """``check_sha`` False or ``allow_unverified``: a model without a (complete) card loads, with a warning.
 
         ``engine`` (default: the ``SELFIEMASK_ENGINE`` setting, else ``auto``) chooses the forward pass:
@@ -117,6 +117,10 @@ class Classifier:
         self.align, self.align_min_face = served_aligned(self.card)
         #: Flip test-time augmentation: the mean of the photo's and its mirror image's probabilities.
         self.tta = self.card.get("inference", {}).get("tta") == "flip" if tta is None else tta
+        #: The mirror is run only for crops whose plain pass is less sure than this (``engines.tta_probs``):
+        #: the card's ``inference.flip_unless_sure``, else every crop is mirrored. 0 or less: every crop.
+        sure = self.card.get("inference", {}).get("flip_unless_sure") if flip_unless_sure is None else flip_unless_sure
+        self.flip_unless_sure: float | None = sure if sure and sure > 0 else None
         wanted = engine or os.environ.get("SELFIEMASK_ENGINE") or "auto"
         spec = (self.card.get("engines") or {}).get("preprocessing")
         if lazy and spec and self.card.get("classes") and not unsafe_pickle and wanted != "torch":
@@ -192,7 +196,8 @@ class Classifier:
         out: list[Verdict] = []
         for i in range(0, len(images), bs):
             x = self.preprocess(images[i:i + bs])
-            probs = tta_probs(self._forward, x if isinstance(x, np.ndarray) else x.numpy(), self.tta)
+            probs = tta_probs(self._forward, x if isinstance(x, np.ndarray) else x.numpy(), self.tta,
+                              self.flip_unless_sure)
             for row in probs.tolist():
                 k = max(range(len(row)), key=row.__getitem__)
                 out.append(Verdict(self.classes[k], row[k], dict(zip(self.classes, row))))

@@ -260,3 +260,56 @@ def test_make_engines_records_the_graphs_agreement_on_every_stress_condition(tin
     assert set(record["accuracy"]) == {"learner", "graph"}
     assert card["export_sha256"] == before["export_sha256"]  # the model itself is untouched
     assert card["engines"]["int8"]["sha256"] == before["engines"]["int8"]["sha256"]
+
+
+def test_the_mirror_runs_only_where_the_plain_pass_is_unsure(engine_model, photos):
+    """unless_sure: sure crops keep their plain probabilities, the others get the mean with their mirror."""
+    from selfiemask.engines import FLIP_UNLESS_SURE, tta_probs
+
+    clf = Classifier(engine_model, engine="onnx")
+    from selfiemask.images import load_image
+
+    x = np.asarray(clf.preprocess([load_image(p) for p in photos[:16]]), dtype=np.float32)
+    seen: list[int] = []
+
+    def forward(batch: np.ndarray) -> np.ndarray:
+        seen.append(len(batch))
+        return clf._forward(batch)
+
+    plain, full = tta_probs(clf._forward, x, False), tta_probs(clf._forward, x, True)
+    for sure in (0.0, 0.6, FLIP_UNLESS_SURE, 1.01):
+        seen.clear()
+        got = tta_probs(forward, x, True, sure)
+        unsure = plain.max(axis=1) < sure
+        assert seen == [16] + ([int(unsure.sum())] if unsure.any() else [])
+        np.testing.assert_allclose(got[~unsure], plain[~unsure], atol=1e-5)
+        np.testing.assert_allclose(got[unsure], full[unsure], atol=1e-5)
+    # A Classifier takes it from the card, or by hand; 0 means every crop mirrored.
+    assert clf.flip_unless_sure is None
+    card = read_card(engine_model)
+    assert Classifier(engine_model, engine="onnx", tta=True, flip_unless_sure=0.6).flip_unless_sure == 0.6
+    assert Classifier(engine_model, engine="onnx", tta=True, flip_unless_sure=0).flip_unless_sure is None
+    assert "flip_unless_sure" not in card.get("inference", {})
+
+
+def test_stress_benchmark_measures_the_skipped_mirror_against_the_full_one(tiny_data, engine_model):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("conditions_benchmark", ROOT / "benchmarks" / "conditions.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.run(tiny_data, [("m", engine_model, True)], limit=6, progress=False, conditions=["grayscale"],
+                       engines=["onnx"], flip_unless_sure="both")
+    assert set(report["models"]) == {"m", "m sure-flip"}
+    assert report["models"]["m sure-flip"]["flip_unless_sure"] == bench.FLIP_UNLESS_SURE
+    assert report["models"]["m"]["flip_unless_sure"] is None
+    agreement = report["flip_agreement"]["m sure-flip"]
+    assert set(agreement) == {"as is", "grayscale"} and all(a["photos"] == 6 for a in agreement.values())
+    rows = [dict(r) for r in report["verdicts"]]
+    for r in rows:  # computed, not assumed: every full-mirror verdict made unsure by hand is counted
+        if r["model"] == "m":
+            r["confidence"] = 0.0
+    changed = bench.flip_agreement(rows)["m sure-flip"]
+    sure_flip = [r for r in rows if r["model"] == "m sure-flip" and r["condition"] == "grayscale"]
+    expect = sum(r["confidence"] < bench.MIN_CONFIDENCE for r in sure_flip) / 6
+    assert changed["grayscale"]["same_not_sure"] == pytest.approx(expect, abs=1e-4)
