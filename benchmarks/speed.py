@@ -206,7 +206,7 @@ def throughput(clf, photo, reps: int) -> None:
     table(f"Classification throughput, {n} face crops (images/s, median)", ["batch size", *variants], rows)
 
 
-def targets(clf, clf_torch, photo, folder: Path, reps: int) -> None:
+def targets(clf, clf_torch, photo, folder: Path, reps: int, crop_folder: Path | None = None) -> None:
     """The issue's three ratios in one run, so that they survive a noisy machine (each side measured in turns)."""
     import numpy as np
     import torch
@@ -220,6 +220,15 @@ def targets(clf, clf_torch, photo, folder: Path, reps: int) -> None:
     crop = crop_face(photo, faces[0].box) if faces else photo
     x = clf_torch.preprocess([crop]).contiguous(memory_format=torch.channels_last)
     crops = [photo.crop((i % 8 * 10, i // 8 * 10, 260 + i * 3, 300 + i * 2)) for i in range(32)]
+    if crop_folder is not None:
+        from selfiemask.data import validation_items
+        from selfiemask.images import load_image
+
+        found = validation_items(crop_folder)  # never trained on
+        if len(found) < 32:
+            sys.exit(f"speed.py: --crops {crop_folder} has {len(found)} validation images in <label>/ folders; "
+                     "32 are needed")
+        crops = [load_image(p) for p in found[:: len(found) // 32][:32]]
     fns = {"fwd": lambda: _fwd(clf_torch.model, x), "photo": lambda: clf.analyze_images([photo]),
            "photo_torch": lambda: clf_torch.analyze_images([photo]),
            "b32": lambda: clf.classify(crops, bs=32), "b32_torch": lambda: clf_torch.classify(crops, bs=32)}
@@ -378,6 +387,10 @@ def main() -> None:
                     help="what runs the network in the timed Classifier (default auto: the verified int8 graph)")
     ap.add_argument("--skip", nargs="*", default=[],
                     choices=["targets", "latency", "throughput", "video", "training"])
+    ap.add_argument("--crops", type=Path, default=None, metavar="FOLDER",
+                    help="the batch-32 targets on 32 validation face crops taken evenly from this labelled folder (a "
+                         "crop pass's folder) instead of 32 windows of the astronaut: how sure the model is, "
+                         "and so how often the mirror runs, depends on the faces")
     ap.add_argument("--compile", action="store_true", help="also try torch.compile (slow to compile on CPU)")
     args = ap.parse_args()
 
@@ -418,7 +431,7 @@ def main() -> None:
         print("Photo: scikit-image astronaut, 512x512 JPEG, one face")
         print(f"Engine: {clf.engine_note}; ONNX Runtime with {threads} thread(s)")
         if "targets" not in args.skip:
-            targets(clf, clf_torch, photo, tmp, args.reps)
+            targets(clf, clf_torch, photo, tmp, args.reps, args.crops)
         if "latency" not in args.skip:
             latency(clf, photo, photo_path, model_path, args.reps, threads, args.process_reps, args.compile)
         if "throughput" not in args.skip:
