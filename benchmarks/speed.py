@@ -138,6 +138,9 @@ def latency(clf, photo, photo_path: Path, model_path: Path, reps: int, threads: 
     if clf.detector is not None:
         row(f"face detection only ({clf.detector.settings.backend}, {photo.width}x{photo.height} photo)",
             lambda: clf.detector.detect(photo), max(3, reps // 2))
+        if clf.detector.settings.orient:  # part of the row above: three searches of the face's region
+            row("  of which the orientation check (faces.FaceDetector.check_orientation)",
+                lambda: clf.detector.check_orientation(photo, faces), max(3, reps // 2))
     row("Classifier.analyze_images, 1 photo (detect + classify)", lambda: clf.analyze_images([photo]),
         max(3, reps // 2))
     row("Classifier.analyze_files, 1 file (load + detect + classify)", lambda: clf.analyze_files([photo_path]),
