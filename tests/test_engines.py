@@ -258,6 +258,9 @@ def test_make_engines_records_the_graphs_agreement_on_every_stress_condition(tin
     assert all(0.0 <= c["same_label"] <= 1.0 and c["photos"] > 0 for c in record["conditions"].values())
     assert 0.0 <= record["same_label"] <= 1.0 and record["photos"] > 0
     assert set(record["accuracy"]) == {"learner", "graph"}
+    for side in record["accuracy"].values():  # accuracy and each class's recall, per condition, for both
+        assert 0.0 <= side["as is"]["accuracy"] <= 1.0
+        assert set(side["as is"]["recall"]) == {"with_mask", "without_mask"}
     assert card["export_sha256"] == before["export_sha256"]  # the model itself is untouched
     assert card["engines"]["int8"]["sha256"] == before["engines"]["int8"]["sha256"]
 

@@ -70,8 +70,10 @@ def stress_agreement(data: Path, model: Path, detections: Path | None) -> None:
     same = sum(c["same_label"] * c["photos"] for c in conditions.values())
     total = sum(c["photos"] for c in conditions.values())
     # A condition no photo reached (e.g. 'framed tight' where no face was found) has no figures.
-    accuracy = {col: {cond: r["models"][col]["accuracy"] for cond, r in report["conditions"].items()
-                      if col in r["models"]}
+    accuracy = {col: {cond: {"accuracy": r["models"][col]["accuracy"],
+                             "recall": {c: v["recall"] for c, v in r["models"][col]["per_class"].items()
+                                        if v["support"]}}
+                      for cond, r in report["conditions"].items() if col in r["models"]}
                 for col in ("model [torch]", "model [int8]")}
     card = read_card(model)
     if "int8" not in card.get("engines", {}):
