@@ -177,7 +177,7 @@ def tta_probs(forward: Callable, x: np.ndarray, tta: bool, unless_sure: float | 
     """Class probabilities of a batch; with ``tta`` the mean over each crop and its mirror.
 
     Without ``unless_sure`` crop and mirror run as one batch. With it the crops run first, and only those
-    whose top probability is below ``unless_sure`` run again mirrored: nearly every face is that sure, so
+    whose top probability is below ``unless_sure`` run again mirrored: most faces are that sure, so
     the flip costs little more than one pass where a mirror could hardly change what is shown.
     """
     x = np.asarray(x, dtype=np.float32)
