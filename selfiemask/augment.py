@@ -26,6 +26,8 @@ __all__ = [
     "CONDITIONS",
     "OCCLUSIONS",
     "TILTS",
+    "CleanView",
+    "KeepCleanView",
     "OccludeFaces",
     "PhoneConditions",
     "TurnQuarter",
@@ -297,6 +299,33 @@ CAMERA_CONDITIONS: dict[str, Callable[[Image.Image, float | None], Image.Image]]
 }
 
 
+class CleanView(PILImage):
+    """A training crop as the crop pass gave it, before the training-only conditions: what a teacher judges."""
+
+
+class KeepCleanView(ItemTransform):
+    """Training-only: a copy of each crop kept beside it, for the teacher of ``--distill-clean``.
+
+    With the teacher on the same augmented pixels, a hand over an unmasked mouth or a face on its side
+    is judged by a teacher that reads them wrongly too, and its soft targets teach the student its
+    mistakes. With the copy, the teacher reads the face as it was cropped, and the student learns to
+    read the stressed face as the teacher reads the clean one. The copy shares the random crop (drawn
+    once per item) and the batch's flips, rotations and lighting (drawn once per batch); the hand,
+    the phone and camera conditions and the quarter turn pass it by. Runs first (order -1), before
+    :class:`OccludeFaces`. Items become (crop, label, clean copy): ``distill.KnowledgeDistillation``
+    takes the copy off the batch before the loss.
+    """
+
+    split_idx = 0
+    order = -1
+
+    def encodes(self, x):
+        if len(x) != 2 or not isinstance(x[0], Image.Image):
+            return x
+        # a copy: fastai's create casts an image in place, and the crop itself must stay a PILImage
+        return (*x, CleanView(x[0].convert("RGB")))
+
+
 class PhoneConditions(Transform):
     """Training-only item transform: each condition, at a random strength, with probability ``p`` each.
 
@@ -316,6 +345,8 @@ class PhoneConditions(Transform):
         self._rng = random.Random(seed) if seed is not None else None
 
     def encodes(self, img: PILImage) -> PILImage:
+        if isinstance(img, CleanView):
+            return img
         r = self._rng or random
         def maybe() -> bool:
             return r.random() < self.p
@@ -411,7 +442,7 @@ class TurnQuarter(Transform):
 
     def encodes(self, img: PILImage) -> PILImage:
         r = self._rng or random
-        if not self.p or r.random() >= self.p:
+        if isinstance(img, CleanView) or not self.p or r.random() >= self.p:
             return img
         turn = Image.Transpose.ROTATE_90 if r.random() < 0.5 else Image.Transpose.ROTATE_270
         return PILImage.create(img.transpose(turn))

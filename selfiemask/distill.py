@@ -8,7 +8,9 @@ knowledge in a neural network") carry that knowledge to the student: how
 mask-like a face is, not only which label it has.
 
 The teacher sees the same augmented batch as the student, so both judge the
-same pixels. The callback changes only the training loss: validation
+same pixels; or, with ``clean`` (``--distill-clean``), the same crops without the
+training-only conditions (``augment.KeepCleanView``), so it is taught to read a
+stressed face as the teacher reads it clean. The callback changes only the training loss: validation
 metrics, the exported learner and its loss function are plain cross-entropy,
 and no teacher is pickled into ``export.pkl``.
 """
@@ -63,17 +65,26 @@ class KnowledgeDistillation(Callback):
                  alpha: float = DEFAULT_ALPHA, only_right: bool = False) -> None:
         self.teacher, self.temperature, self.alpha = teacher.eval(), temperature, alpha
         self.only_right = only_right
+        self._clean: torch.Tensor | None = None
         for p in self.teacher.parameters():
             p.requires_grad_(False)
 
     def before_fit(self) -> None:
         self.teacher.to(self.dls.device)
 
+    def before_batch(self) -> None:
+        """Takes a clean copy (``augment.KeepCleanView``) off the targets, so the loss sees the label alone."""
+        self._clean = None
+        if len(self.yb) > 1:
+            self._clean = self.yb[1]
+            self.learn.yb = self.yb[:1]
+
     def after_loss(self) -> None:
         if not self.training or self.alpha == 0:
             return
         with torch.no_grad():
-            teacher_logits = self.teacher(self.xb[0]).float()
+            seen = self.xb[0] if self._clean is None else self._clean
+            teacher_logits = self.teacher(seen).float()
         target = self.yb[0]
         self.learn.loss_grad = distillation_loss(self.pred.float(), teacher_logits, target, self.temperature,
                                                  self.alpha, self.only_right)

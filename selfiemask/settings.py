@@ -86,6 +86,9 @@ class TrainConfig:
     distill_only_right: bool = _opt(False, "the teacher's soft targets only on crops it labels right; a crop it gets "
                                      "wrong (say, a hand over an unmasked mouth read as a mask) is learnt from its "
                                      "label alone", "distillation", flag="--distill-only-right", action="store_true")
+    distill_clean: bool = _opt(False, "the teacher reads each training crop without the training-only conditions "
+                               "(hand, sunglasses, phone and camera conditions, quarter turn) while the student reads "
+                               "it with them", "distillation", flag="--distill-clean", action="store_true")
 
     out: Path = _opt(Path("export.pkl"), "where to export. A model already there is replaced only if the new one "
                      "does at least as well on the same validation photos; both are kept in models/history/", "run",

@@ -447,7 +447,7 @@ def estimate_time(learn, epochs: int, fine_tune: bool = False, lr_find: bool = T
     states = get_random_states()
     try:
         t0 = time.perf_counter()
-        xb, yb = dls.train.one_batch()
+        xb, yb = dls.train.one_batch()[:2]  # a clean copy for a teacher (KeepCleanView) rides third
         load = time.perf_counter() - t0
         model = copy.deepcopy(learn.model).train()
         steps = []
@@ -719,7 +719,7 @@ def _replace_or_keep(out: Path, staged: Path, card: dict, photos: TrainingPhotos
 
 # -- the command line: the same calls, in the same order ----------------------------------------------------------
 def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alpha: float,
-                     only_right: bool = False):
+                     only_right: bool = False, clean: bool = False):
     """A :class:`distill.KnowledgeDistillation` callback for the teacher at ``path`` (checked against its card);
     its ``info`` is what the student's card says of the teacher."""
     from .distill import KnowledgeDistillation
@@ -738,9 +738,10 @@ def teacher_callback(path: str | Path, vocab: list[str], temperature: float, alp
     cb.info = {"model": str(path), "export_sha256": card.get("export_sha256"),
                "architecture": card.get("architecture"), "weights": card.get("weights"),
                "validation_accuracy": card.get("validation", {}).get("accuracy"),
-               "temperature": temperature, "alpha": alpha, "only_right": only_right,
+               "temperature": temperature, "alpha": alpha, "only_right": only_right, "clean": clean,
                "method": "Hinton et al. 2015: (1-alpha)*CE + alpha*T^2*KL(teacher_T || student_T), "
-                         "teacher on the same augmented batch (selfiemask.distill)"
+                         + ("teacher on the same crops without the training-only conditions" if clean else
+                            "teacher on the same augmented batch") + " (selfiemask.distill)"
                          + ("; the soft term only where the teacher's label is right" if only_right else "")}
     _log(f"distilling from {path} ({cb.info['architecture']}), T={temperature}, alpha={alpha}")
     return cb
@@ -768,13 +769,15 @@ def train(cfg: TrainConfig) -> dict:
 
     from .arches import arch_function
 
+    if cfg.distill_clean and not cfg.teacher:
+        raise ValueError("--distill-clean is what a teacher reads: give one with --teacher")
     dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
     out = Path(cfg.out)
     photos = face_crops(cfg.data_dir, cfg.crops, cfg.crop_cache, cfg.classes, cfg.valid_pct, cfg.seed, cfg.align)
     set_seed(cfg.seed)
     bs = batch_size(photos, cfg.bs)
     dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed, cfg.occlude_p, cfg.camera_p,
-                            cfg.turn_p)
+                            cfg.turn_p, clean_view=cfg.distill_clean)
     dls = dblock.dataloaders(photos.folder, bs=bs, **({} if cfg.num_workers is None else
                                                       {"num_workers": cfg.num_workers}))
     if not len(dls.train_ds) or not len(dls.valid_ds):
@@ -790,7 +793,7 @@ def train(cfg: TrainConfig) -> dict:
     start = start_from(learn, cfg.pretrained)
     if cfg.teacher:
         teacher = teacher_callback(cfg.teacher, list(dls.vocab), cfg.distill_temperature, cfg.distill_alpha,
-                                   cfg.distill_only_right)
+                                   cfg.distill_only_right, cfg.distill_clean)
         learn.add_cb(teacher)
         learn.model_card.record["distillation"] = teacher.info
     learn.model_card.record["notes"] = cfg.notes
