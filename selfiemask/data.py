@@ -22,7 +22,7 @@ from fastai.vision.all import (
     parent_label,
 )
 
-from .augment import KeepCleanView, OccludeFaces, PhoneConditions, TurnQuarter
+from .augment import KeepCleanView, OccludeFaces, PhoneConditions, RollFaces, TurnQuarter
 from .images import list_labelled_images
 from .settings import default
 
@@ -89,12 +89,14 @@ class LabelledImages:
 
 
 def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
-                    classes: list[str] | None = None, turn_p: float = default("turn_p"), clean_view: bool = False):
+                    classes: list[str] | None = None, turn_p: float = default("turn_p"), clean_view: bool = False,
+                    roll_p: float = default("roll_p")):
     """A hand or sunglasses on some faces, random crops of 50-100% of the face crop, then phone-photo conditions
     (train); a centred resize (validation and inference).
 
     The conditions (black and white, coloured light, dim and bright, blur, low resolution, JPEG, and with
-    ``camera_p`` a small face through a phone camera, with ``turn_p`` a quarter turn) hit both classes alike: see
+    ``camera_p`` a small face through a phone camera, with ``turn_p`` a quarter turn, with ``roll_p`` a roll of up to
+    60 degrees) hit both classes alike: see
     ``augment.py``. The occluders
     are placed so that none predicts a label (``augment.OccludeFaces``); ``without_mask`` sorts last among the
     project's classes, so it is the last index of the vocab. ``clean_view``: training items carry a copy
@@ -105,6 +107,8 @@ def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p
         tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1))
     if turn_p:
         tfms.append(TurnQuarter(turn_p))
+    if roll_p:
+        tfms.append(RollFaces(roll_p))
     if clean_view:
         tfms.insert(0, KeepCleanView())
     return tfms
@@ -120,13 +124,14 @@ def batch_transforms():
 def make_datablock(size: int = default("size"), classes: list[str] | None = None,
                    valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED,
                    occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
-                   turn_p: float = default("turn_p"), clean_view: bool = False) -> DataBlock:
+                   turn_p: float = default("turn_p"), clean_view: bool = False,
+                   roll_p: float = default("roll_p")) -> DataBlock:
     return DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(classes) if classes else None)),
         get_items=LabelledImages(classes),
         splitter=HashSplitter(valid_pct, seed),
         get_y=parent_label,
-        item_tfms=item_transforms(size, occlude_p, camera_p, classes, turn_p, clean_view),
+        item_tfms=item_transforms(size, occlude_p, camera_p, classes, turn_p, clean_view, roll_p),
         batch_tfms=batch_transforms(),
     )
 

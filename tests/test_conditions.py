@@ -292,3 +292,29 @@ def test_quarter_turns_are_for_training_only_and_off_by_default(photo):
     assert not any(isinstance(t, TurnQuarter) for t in item_transforms(64))  # the shipped recipe has none
     on = sorted(item_transforms(64, turn_p=0.1), key=lambda t: t.order)
     assert isinstance(on[-1], TurnQuarter) and on[-1].p == 0.1  # last: on the final square crop
+
+
+def test_rolled_crops_keep_their_size_and_centre_and_have_no_black_corners(photo):
+    """``roll_crop``: the face turned about the crop's centre, its corners mirrored from the crop; ``RollFaces``
+    only in training, off in the shipped recipe."""
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import RollFaces, roll_crop
+    from selfiemask.data import item_transforms
+
+    square = photo.convert("RGB").crop((0, 0, min(photo.size), min(photo.size))).resize((96, 96))
+    out = roll_crop(square, 45)
+    assert out.size == square.size
+    arr, src = _arr(out).astype(int), _arr(square).astype(int)
+    corners = arr[:12, :12].reshape(-1, 3), arr[-12:, -12:].reshape(-1, 3)
+    assert all(c.mean() > 20 for c in corners) or src[:12, :12].mean() <= 20  # mirrored, not a black fill
+    back = _arr(roll_crop(out, -45)).astype(int)
+    mid = slice(30, 66)
+    assert np.abs(back[mid, mid] - src[mid, mid]).mean() < 12  # turned about the centre: it comes back
+    assert np.abs(arr[mid, mid] - src[mid, mid]).mean() > np.abs(back[mid, mid] - src[mid, mid]).mean()
+    img = PILImage.create(square)
+    always = RollFaces(p=1.0, seed=0)
+    assert not np.array_equal(_arr(always(img, split_idx=0)), _arr(square))
+    assert np.array_equal(_arr(always(img, split_idx=1)), _arr(square))  # validation and inference: untouched
+    assert not any(isinstance(t, RollFaces) for t in item_transforms(64))
+    assert any(isinstance(t, RollFaces) and t.p == 0.2 for t in item_transforms(64, roll_p=0.2))

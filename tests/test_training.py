@@ -57,7 +57,8 @@ def test_tiny_training_learns_and_exports_with_card(tiny_model, tiny_data):
     # The recipe's crops and conditions, as the loaders ran them: faces upright, occluders, the camera model.
     assert card["detector"]["align"] is default("align") is True
     assert card["training"]["augmentation"] == {"occlude_p": default("occlude_p"), "phone_p": 0.15,
-                                                "camera_p": default("camera_p"), "turn_p": default("turn_p")}
+                                                "camera_p": default("camera_p"), "turn_p": default("turn_p"),
+                                                "roll_p": default("roll_p")}
     assert set(card["validation"]["per_class"]) == {"with_mask", "without_mask"}
     for name in ("confusion", "top_losses"):
         assert tiny_model.with_name(f"export.{name}.png").stat().st_size > 1000
