@@ -8,6 +8,9 @@
 #        turn:  the same with more of both (p 0.25) and a quarter turn on 10% of crops
 #        r3:    teacher weight 0.7, hand p 0.15, camera p 0.2, a quarter turn on 10% of crops
 #        slow:  right's recipe at 3e-4 instead of 1e-3
+#        clean: r3's recipe without quarter turns, the teacher reading each crop without the conditions
+#               (--distill-clean; about 34 min)
+#        roll:  clean's recipe with 20% of crops rolled up to 60 degrees (--roll-p 0.2)
 #   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included)
 #   4. the stress benchmark of all of them against the shipped model, each as its card says and with the
 #      orientation check; detections kept in models/bench/detections.json (the first run detects, about
@@ -36,6 +39,8 @@ train right --distill-alpha 0.5 --occlude-p 0.15 --camera-p 0.2
 train turn --distill-alpha 0.5 --occlude-p 0.25 --camera-p 0.25 --turn-p 0.1
 train r3 --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --turn-p 0.1
 train slow --distill-alpha 0.5 --occlude-p 0.15 --camera-p 0.2 --lr 3e-4  # right's recipe, slower (a later --lr wins)
+train clean --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --distill-clean
+train roll --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --distill-clean --roll-p 0.2
 
 for w in 0.3 0.5 0.7; do
   n=blend${w/./}
@@ -50,6 +55,7 @@ step "stress benchmark on every validation photo"
 $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=models/right/export.pkl \
     --model b03=models/blend03/export.pkl --model b05=models/blend05/export.pkl \
     --model b07=models/blend07/export.pkl --model turn=models/turn/export.pkl --model r3=models/r3/export.pkl --model slow=models/slow/export.pkl \
+    --model clean=models/clean/export.pkl --model roll=models/roll/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
 step done
