@@ -1,0 +1,93 @@
+"""The shipping gate (benchmarks/gate.py) on generated per-photo verdicts: no model, no ../shared."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def gate():
+    spec = importlib.util.spec_from_file_location("gate_benchmark", ROOT / "benchmarks" / "gate.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file runs
+    spec.loader.exec_module(module)
+    return module
+
+
+FIELDS = ["photo", "label", "condition", "model", "predicted", "confidence", "face_found"]
+
+
+def write(path: Path, rows: list[tuple[str, str, str, str, str, float]]) -> Path:
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(FIELDS)
+        w.writerows([(*r, 1) for r in rows])
+    return path
+
+
+def verdicts(model: str, condition: str, right: list[bool], label: str = "with_mask", start: int = 0,
+             confidence: float = 0.99) -> list[tuple]:
+    other = "without_mask" if label == "with_mask" else "with_mask"
+    return [(f"data/{label}/p,{start + i}.jpg", label, condition, model, label if ok else other, confidence)
+            for i, ok in enumerate(right)]
+
+
+def test_mcnemar_exact(gate):
+    assert gate.mcnemar_p(0, 0) == 1.0
+    assert gate.mcnemar_p(5, 0) == pytest.approx(2 / 32)  # all five disagreements one way
+    assert gate.mcnemar_p(1, 9) == gate.mcnemar_p(9, 1) == pytest.approx(2 * 11 / 1024)
+    assert gate.mcnemar_p(4, 4) == 1.0
+
+
+def test_one_photo_lost_on_one_condition_fails_the_rule(gate, tmp_path, capsys):
+    rows = (verdicts("shipped", "as is", [True] * 8 + [False, False])
+            + verdicts("retrain", "as is", [True] * 9 + [False])                      # one gained
+            + verdicts("shipped", "bright", [True] * 10)
+            + verdicts("retrain", "bright", [True] * 9 + [False])                     # one lost
+            + verdicts("shipped", "hand over mouth", [False] * 4, label="without_mask")
+            + verdicts("retrain", "hand over mouth", [True] * 4, label="without_mask"))
+    csv_path = write(tmp_path / "photos.csv", rows)
+    assert gate.main([str(csv_path), "--base", "shipped", "--candidate", "retrain"]) == 1
+    out = capsys.readouterr().out
+    assert "| bright **worse** | 10 | 100.0 | 90.0 | 0 | 1 |" in out
+    assert "| as is | 10 | 80.0 | 90.0 | 1 | 0 |" in out
+    assert "worse than shipped on 1 of 3 conditions (bright -1)" in out
+    assert "5 photo-conditions gained, 1 lost" in out
+    # the reverse comparison: the retrain as the base, shipped now loses "as is" and the hand
+    assert gate.main([str(csv_path), "--base", "retrain", "--candidate", "shipped"]) == 1
+    assert "on 2 of 3 conditions" in capsys.readouterr().out
+
+
+def test_as_good_everywhere_passes_and_only_shared_photos_count(gate, tmp_path, capsys):
+    base = write(tmp_path / "base.csv", verdicts("shipped", "as is", [True, True, False])
+                 + verdicts("shipped", "dim", [True, False], label="without_mask"))
+    # judged alone later, on one more photo (which the base never saw: it must not count)
+    cand = write(tmp_path / "cand.csv", verdicts("new", "as is", [True, True, True, False])
+                 + verdicts("new", "dim", [True, False], label="without_mask", confidence=0.6))
+    assert gate.main([str(base), str(cand), "--candidate", "new"]) == 0
+    out = capsys.readouterr().out
+    assert "| as is | 3 | 66.7 | 100.0 | 1 | 0 |" in out
+    assert "may replace shipped" in out
+    rows = gate.compare(gate.read_verdicts([base, cand]), "shipped", "new")
+    assert [r.condition for r in rows] == ["as is", "dim"]
+    assert rows[1].recall == {"without_mask": (0.5, 0.5)}
+    s = gate.sure_summary(gate.read_verdicts([cand]), "new")
+    assert s == {"n": 6, "sure": 4 / 6, "right_when_sure": 0.75, "confident_mistakes": 1}
+
+
+def test_bad_input_is_refused_with_a_message(gate, tmp_path, capsys):
+    other = tmp_path / "other.csv"
+    other.write_text("a,b\n1,2\n")
+    assert gate.main([str(other), "--candidate", "x"]) == 2
+    assert "not a --photos-csv" in capsys.readouterr().err
+    ok = write(tmp_path / "ok.csv", verdicts("shipped", "as is", [True]))
+    assert gate.main([str(ok), "--candidate", "missing"]) == 2
+    assert "no verdicts of 'missing'" in capsys.readouterr().err
+    assert gate.main([str(tmp_path / "absent.csv"), "--candidate", "x"]) == 2
