@@ -3,7 +3,8 @@
 A retrain replaces ``export.pkl`` only if it is at least as good as the shipped model on every stress
 condition (issue #22). This reads the per-photo verdicts that ``benchmarks/conditions.py --photos-csv``
 writes and, for each condition, compares the two models on the same photos: accuracy, each class's recall,
-the photos the candidate gained and lost, and how likely a split at least that uneven would be if the two
+the photos the candidate gained and lost, its confident mistakes (wrong at a confidence the app states
+rather than saying "Not sure"), and how likely a split at least that uneven would be if the two
 models were equally good (exact McNemar test on the photos they disagree on). A retrain re-draws a few
 borderline photos each way on every condition, so a loss of one or two photos is often that; the rule still
 counts it, and the p-value says how much it means.
@@ -59,6 +60,8 @@ class ConditionComparison:
     gained: int  # the candidate right, the base wrong
     lost: int  # the base right, the candidate wrong
     recall: dict[str, tuple[float, float]] = field(default_factory=dict)  # class -> (base, candidate)
+    #: wrong at a confidence of at least ``sure`` (what the page states wrongly, not "Not sure"): base, candidate
+    confident_mistakes: tuple[int, int] = (0, 0)
 
     @property
     def worse(self) -> bool:
@@ -95,7 +98,8 @@ def read_verdicts(paths: list[Path]) -> dict[tuple[str, str, str], Verdict]:
     return out
 
 
-def compare(verdicts: dict[tuple[str, str, str], Verdict], base: str, candidate: str) -> list[ConditionComparison]:
+def compare(verdicts: dict[tuple[str, str, str], Verdict], base: str, candidate: str,
+            sure: float = MIN_CONFIDENCE) -> list[ConditionComparison]:
     """One comparison per condition, in the order the CSV lists them."""
     models = {m for m, _, _ in verdicts}
     for name in (base, candidate):
@@ -115,7 +119,8 @@ def compare(verdicts: dict[tuple[str, str, str], Verdict], base: str, candidate:
         out.append(ConditionComparison(
             cond, len(pairs), sum(b.right for b, _ in pairs), sum(v.right for _, v in pairs),
             gained=sum(v.right and not b.right for b, v in pairs), lost=sum(b.right and not v.right for b, v in pairs),
-            recall=recall))
+            recall=recall, confident_mistakes=(sum(not b.right and b.confidence >= sure for b, _ in pairs),
+                                               sum(not v.right and v.confidence >= sure for _, v in pairs))))
     return out
 
 
@@ -133,14 +138,15 @@ def report(rows: list[ConditionComparison], base: str, candidate: str) -> str:
     """Markdown table, one row per condition, and the rule's verdict."""
     classes = sorted({c for r in rows for c in r.recall})
     lines = [f"| condition | n | {base} | {candidate} | gained | lost | p (McNemar) | "
-             + " | ".join(f"{c} recall" for c in classes) + " |",
-             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * len(classes)]
+             + " | ".join(f"{c} recall" for c in classes) + " | confident mistakes |",
+             "|---|---:|---:|---:|---:|---:|---:|" + "---:|" * (len(classes) + 1)]
     for r in rows:
         rec = " | ".join(f"{100 * r.recall[c][0]:.1f} → {100 * r.recall[c][1]:.1f}" if c in r.recall else "n/a"
                          for c in classes)
         mark = " **worse**" if r.worse else ""
         lines.append(f"| {r.condition}{mark} | {r.n} | {100 * r.base_right / r.n:.1f} | "
-                     f"{100 * r.cand_right / r.n:.1f} | {r.gained} | {r.lost} | {r.p_value:.2g} | {rec} |")
+                     f"{100 * r.cand_right / r.n:.1f} | {r.gained} | {r.lost} | {r.p_value:.2g} | {rec} | "
+                     f"{r.confident_mistakes[0]} → {r.confident_mistakes[1]} |")
     worse = [r for r in rows if r.worse]
     gained, lost = sum(r.gained for r in rows), sum(r.lost for r in rows)
     lines.append(f"\nover all {len(rows)} conditions: {gained} photo-conditions gained, {lost} lost")

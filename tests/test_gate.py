@@ -56,7 +56,7 @@ def test_one_photo_lost_on_one_condition_fails_the_rule(gate, tmp_path, capsys):
     csv_path = write(tmp_path / "photos.csv", rows)
     assert gate.main([str(csv_path), "--base", "shipped", "--candidate", "retrain"]) == 1
     out = capsys.readouterr().out
-    assert "| bright **worse** | 10 | 100.0 | 90.0 | 0 | 1 |" in out
+    assert "| bright **worse** | 10 | 100.0 | 90.0 | 0 | 1 | 1 | 100.0 → 90.0 | n/a | 0 → 1 |" in out
     assert "| as is | 10 | 80.0 | 90.0 | 1 | 0 |" in out
     assert "worse than shipped on 1 of 3 conditions (bright -1)" in out
     assert "5 photo-conditions gained, 1 lost" in out
@@ -78,6 +78,7 @@ def test_as_good_everywhere_passes_and_only_shared_photos_count(gate, tmp_path, 
     rows = gate.compare(gate.read_verdicts([base, cand]), "shipped", "new")
     assert [r.condition for r in rows] == ["as is", "dim"]
     assert rows[1].recall == {"without_mask": (0.5, 0.5)}
+    assert rows[0].confident_mistakes == (1, 0) and rows[1].confident_mistakes == (1, 0)  # the new one unsure
     s = gate.sure_summary(gate.read_verdicts([cand]), "new")
     assert s == {"n": 6, "sure": 4 / 6, "right_when_sure": 0.75, "confident_mistakes": 1}
 
