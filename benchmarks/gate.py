@@ -16,7 +16,7 @@ Several CSVs are read as one (a model benchmarked alone against an earlier run's
 photos both models judged count. Also printed: "sure" verdicts (confidence at least the app's
 ``MIN_CONFIDENCE``, where it does not say "Not sure"), how often they are right, and the confident mistakes,
 with and without the conditions the retrain was taught (``--taught``). Exit status 0 when the candidate is
-worse on no condition, 1 when it is, 2 on bad input. No model is loaded: it runs in a second.
+worse on no condition, 1 when it is, 2 on bad input. No model is loaded: it runs in a few seconds.
 """
 
 from __future__ import annotations
