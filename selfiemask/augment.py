@@ -28,6 +28,8 @@ __all__ = [
     "OCCLUSIONS",
     "TILTS",
     "CleanView",
+    "FilledEdges",
+    "HandDrawn",
     "KeepCleanView",
     "OccludeFaces",
     "PhoneConditions",
@@ -37,6 +39,7 @@ __all__ = [
     "camera",
     "colour_cast",
     "exposure",
+    "filled_edges",
     "framed_tight",
     "framed_wide",
     "grayscale",
@@ -201,14 +204,42 @@ def _hand(draw: ImageDraw.ImageDraw, centre: np.ndarray, width: float, colour: t
     draw.ellipse([cx - w / 2 - h / 6, cy - h / 6, cx - w / 2 + h / 3, cy + h / 2], fill=colour)  # the thumb
 
 
+def _texture(layer: Image.Image, centre: np.ndarray, width: float, rng: np.random.Generator) -> Image.Image:
+    """The drawn hand made to look like skin in light: gaps between some fingers, shading across it, fine grain.
+
+    The flat drawing taught the retrains that a flat pale patch over the mouth means "no mask", and a white
+    or light-blue mask washed out by bright light is exactly that (docs/accuracy.md): a real hand is shaded,
+    grainy and shows the face between its fingers, a washed-out mask is none of these.
+    """
+    cx, cy = centre
+    w, h = width, 0.62 * width
+    draw = ImageDraw.Draw(layer)
+    for k in rng.permutation(3)[: int(rng.integers(1, 4))]:  # fingers apart: the face shows through the gap
+        y = cy - h / 2 + (k + 1) * h / 4
+        gap = max(1, round(h * rng.uniform(0.04, 0.09)))
+        draw.line([cx - w / 6, y, cx + w / 2 + 2, y], fill=(0, 0, 0, 0), width=gap)
+    arr = np.asarray(layer, dtype=np.float32).copy()
+    yy, xx = np.mgrid[0:arr.shape[0], 0:arr.shape[1]].astype(np.float32)
+    phi = rng.uniform(0, 2 * math.pi)
+    along = ((xx - cx) * math.cos(phi) + (yy - cy) * math.sin(phi)) / max(1.0, w)
+    light = 1.0 + rng.uniform(0.15, 0.35) * along - rng.uniform(0.0, 0.15) * (along ** 2) * 4  # lit side, rounded edge
+    grain = np.asarray(Image.fromarray(np.clip(128 + rng.normal(0, 40, arr.shape[:2]), 0, 255).astype(np.uint8))
+                       .filter(ImageFilter.GaussianBlur(max(0.5, w / 60))), dtype=np.float32) - 128
+    amount = rng.uniform(0.15, 0.35)  # skin grain of a few levels, blotchier on a larger hand
+    arr[..., :3] = arr[..., :3] * light[..., None] + amount * grain[..., None]
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8), "RGBA")
+
+
 def hand_over_mouth(img: Image.Image, box, landmarks=None, jitter: tuple[int, int, int] = (-8, -12, -10),
-                    offset: float = 0.0, angle: float = 0.0, scale: float = 1.0) -> Image.Image:
+                    offset: float = 0.0, angle: float = 0.0, scale: float = 1.0,
+                    texture_seed: int | None = None) -> Image.Image:
     """A hand-like, skin-coloured patch over the mouth and chin (the face's own skin colour, a little darker).
 
     ``offset`` moves it up by that many eye distances (training uses it to put the
     same shape elsewhere on masked faces, see :class:`OccludeFaces`); ``angle`` (degrees,
     counter-clockwise) and ``scale`` vary the palm in training, so that what is learnt is skin over
-    the mouth rather than one level drawing. The benchmark's condition uses neither.
+    the mouth rather than one level drawing; ``texture_seed`` draws it shaded and grainy with fingers
+    apart (:func:`_texture`). The benchmark's condition uses none of them: a flat, level palm.
     """
     out = img.convert("RGB").copy()
     pts = _face_points(box, landmarks)
@@ -216,11 +247,13 @@ def hand_over_mouth(img: Image.Image, box, landmarks=None, jitter: tuple[int, in
     mouth = (pts[3] + pts[4]) / 2
     centre = mouth + np.array([0.0, 0.25 * d - offset * d])
     colour = _skin(img, pts, jitter)
-    if not angle:
+    if not angle and texture_seed is None:
         _hand(ImageDraw.Draw(out), centre, 2.0 * d * scale, colour)
         return out
     layer = Image.new("RGBA", out.size, (0, 0, 0, 0))
     _hand(ImageDraw.Draw(layer), centre, 2.0 * d * scale, colour)
+    if texture_seed is not None:
+        layer = _texture(layer, centre, 2.0 * d * scale, np.random.default_rng(texture_seed))
     layer = layer.rotate(angle, resample=Image.Resampling.BILINEAR, center=(float(centre[0]), float(centre[1])))
     return Image.alpha_composite(out.convert("RGBA"), layer).convert("RGB")
 
@@ -306,6 +339,15 @@ class CleanView(PILImage):
     """A training crop as the crop pass gave it, before the training-only conditions: what a teacher judges."""
 
 
+class HandDrawn(PILImage):
+    """A training crop with a hand drawn on it by :class:`OccludeFaces` (``textured``): not brightened later.
+
+    Bright light washes a white or light-blue mask into a pale patch over the mouth; a hand brightened the
+    same way is a pale patch over an unmasked mouth, and the model learnt to call both "no mask"
+    (docs/accuracy.md). :class:`PhoneConditions` keeps such a crop's exposure to the dim side.
+    """
+
+
 class KeepCleanView(ItemTransform):
     """Training-only: a copy of each crop kept beside it, for the teacher of ``--distill-clean``.
 
@@ -360,7 +402,8 @@ class PhoneConditions(Transform):
         if maybe():
             out = colour_cast(out, CASTS[r.choice(sorted(CASTS))], r.uniform(0.4, 1.0))
         if maybe():
-            out = exposure(out, r.uniform(0.25, 0.7), r.uniform(1.0, 1.5)) if r.random() < 0.5 \
+            dim = r.random() < 0.5 or isinstance(img, HandDrawn)  # (the draw made either way: same stream)
+            out = exposure(out, r.uniform(0.25, 0.7), r.uniform(1.0, 1.5)) if dim \
                 else exposure(out, r.uniform(1.3, 2.0))
         if maybe():
             out = blur(out, r.uniform(0.6, 2.5) * min(out.size) / 128)
@@ -395,9 +438,12 @@ class OccludeFaces(ItemTransform):
     split_idx = 0
     order = 0
 
-    def __init__(self, p: float = 0.1, unmasked: int = 1, margin: float = 0.2, seed: int | None = None) -> None:
+    def __init__(self, p: float = 0.1, unmasked: int = 1, margin: float = 0.2, seed: int | None = None,
+                 textured: bool = False) -> None:
+        """``textured``: the hand shaded and grainy with fingers apart, and never brightened afterwards
+        (:class:`HandDrawn`); off, the flat palm of the retrains up to *camonly* (docs/accuracy.md)."""
         super().__init__()
-        self.p, self.unmasked, self.margin = p, unmasked, margin
+        self.p, self.unmasked, self.margin, self.textured = p, unmasked, margin, textured
         self._rng = random.Random(seed) if seed is not None else None
 
     def encodes(self, x):
@@ -411,18 +457,19 @@ class OccludeFaces(ItemTransform):
         box = (off, off, off + k, off + k)
         shift = r.randint(-25, 10)  # a little darker or lighter, the hue kept (a hand is the face's own colour)
         jitter = tuple(shift + r.randint(-5, 5) for _ in range(3))
-        changed = False
+        changed, kind = False, PILImage
         if r.random() < self.p:
             unmasked = int(y) == self.unmasked
             # unmasked: over mouth and chin; masked: the same hand 1.7 eye distances higher, on the forehead
             # tilted up to 35 degrees either way, 80-125% of the benchmark's size: varied, so no one drawing is learnt
             out = hand_over_mouth(out, box, jitter=jitter, offset=0.0 if unmasked else 1.7,  # type: ignore[arg-type]
-                                  angle=r.uniform(-35, 35), scale=r.uniform(0.8, 1.25))
-            changed = True
+                                  angle=r.uniform(-35, 35), scale=r.uniform(0.8, 1.25),
+                                  texture_seed=r.randrange(2**31) if self.textured else None)
+            changed, kind = True, HandDrawn if self.textured else PILImage
         if r.random() < self.p:
             out = sunglasses(out, box, shade=r.randint(10, 50))
             changed = True
-        return (PILImage.create(out), *x[1:]) if changed else x
+        return (kind.create(out), *x[1:]) if changed else x
 
 
 class TurnQuarter(Transform):
@@ -483,3 +530,67 @@ class RollFaces(Transform):
         if isinstance(img, CleanView) or not self.p or r.random() >= self.p:
             return img
         return PILImage.create(roll_crop(img, r.uniform(-self.max_degrees, self.max_degrees)))
+
+
+def filled_edges(img: Image.Image, edges: list[tuple[float, float]], colour: tuple[int, int, int],
+                 margin: float = 0.2) -> Image.Image:
+    """The crop with everything beyond each straight edge filled flat with ``colour``.
+
+    Each edge is ``(direction in degrees, distance)``: the line whose normal points that way, ``distance``
+    face widths from the crop's centre (the face is the crop's middle, ``margin`` of it on each side).
+    """
+    out = img.convert("RGB").copy()
+    w, h = out.size
+    face = min(w, h) / (1 + 2 * margin)
+    mask = Image.new("L", out.size, 0)
+    draw = ImageDraw.Draw(mask)
+    far = 2.0 * max(w, h)
+    for direction, distance in edges:
+        n = np.array([math.cos(math.radians(direction)), math.sin(math.radians(direction))])
+        t = np.array([-n[1], n[0]])
+        p = np.array([w / 2, h / 2]) + n * distance * face
+        corners = (p + t * far, p - t * far, p - t * far + n * far, p + t * far + n * far)
+        draw.polygon([tuple(c) for c in corners], fill=255)
+    out.paste(Image.new("RGB", out.size, colour), mask=mask)
+    return out
+
+
+class FilledEdges(ItemTransform):
+    """Training-only: with probability ``p``, one to three straight edges across the crop's margin, the photo
+    beyond them filled flat, on both classes alike.
+
+    A face near the edge of a photo rolled and padded (the stress benchmark's rolled photos, a photo
+    straightened in an editor, a screenshot, a letterboxed frame) comes out of the crop with flat bands or
+    wedges around it. The data's unmasked faces are tight crops and many masked ones wide scenes (the data
+    README's shortcut), so a face framed by anything but face read as "mask": after every fine-tune, unmasked
+    faces on photos rolled -60 degrees did, and the same crops with those wedges mirrored from the photo were
+    read right (docs/accuracy.md). The fill is the crop's own mean colour (what the benchmark's padding is
+    near a tight photo), at times black or white (editors' and letterboxes' fill); edges are axis-aligned half
+    the time (the photo's own edge, turned upright with the face) and at any angle otherwise, and stop 0.4-0.7
+    face widths from the centre: over the margin and the face's rim, never over the mouth and nose that are
+    judged. Runs first (order 0), where the crop pass put the face.
+    """
+
+    split_idx = 0
+    order = 0
+
+    def __init__(self, p: float = 0.0, margin: float = 0.2, seed: int | None = None) -> None:
+        super().__init__()
+        self.p, self.margin = p, margin
+        self._rng = random.Random(seed) if seed is not None else None
+
+    def encodes(self, x):
+        img = x[0]
+        r = self._rng or random
+        if not isinstance(img, Image.Image) or isinstance(img, CleanView) or not self.p or r.random() >= self.p:
+            return x
+        edges = []
+        for _ in range(r.choice((1, 1, 2, 3))):
+            direction = r.choice((0, 90, 180, 270)) if r.random() < 0.5 else r.uniform(0, 360)
+            edges.append((direction, r.uniform(0.4, 0.7)))
+        rgb = img.convert("RGB")
+        k = r.random()
+        colour = tuple(int(v) for v in np.asarray(rgb).reshape(-1, 3).mean(0)) if k < 0.7 else \
+            ((0, 0, 0) if k < 0.85 else (255, 255, 255))
+        out = filled_edges(rgb, edges, colour, self.margin)  # type: ignore[arg-type]
+        return (type(img).create(out) if isinstance(img, PILImage) else PILImage.create(out), *x[1:])

@@ -22,7 +22,7 @@ from fastai.vision.all import (
     parent_label,
 )
 
-from .augment import KeepCleanView, OccludeFaces, PhoneConditions, RollFaces, TurnQuarter
+from .augment import FilledEdges, KeepCleanView, OccludeFaces, PhoneConditions, RollFaces, TurnQuarter
 from .images import list_labelled_images
 from .settings import default
 
@@ -90,21 +90,24 @@ class LabelledImages:
 
 def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
                     classes: list[str] | None = None, turn_p: float = default("turn_p"), clean_view: bool = False,
-                    roll_p: float = default("roll_p")):
+                    roll_p: float = default("roll_p"), edge_p: float = default("edge_p"),
+                    textured_hand: bool = default("textured_hand")):
     """A hand or sunglasses on some faces, random crops of 50-100% of the face crop, then phone-photo conditions
     (train); a centred resize (validation and inference).
 
     The conditions (black and white, coloured light, dim and bright, blur, low resolution, JPEG, and with
     ``camera_p`` a small face through a phone camera, with ``turn_p`` a quarter turn, with ``roll_p`` a roll of up to
-    60 degrees) hit both classes alike: see
+    60 degrees, with ``edge_p`` flat fill beyond a photo's edge) hit both classes alike: see
     ``augment.py``. The occluders
     are placed so that none predicts a label (``augment.OccludeFaces``); ``without_mask`` sorts last among the
     project's classes, so it is the last index of the vocab. ``clean_view``: training items carry a copy
     without those conditions, for a teacher (``augment.KeepCleanView``; only with a distillation callback).
     """
     tfms = [RandomResizedCrop(size, min_scale=0.5, ratio=(0.8, 1.25)), PhoneConditions(camera_p=camera_p)]
-    if occlude_p:
-        tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1))
+    if edge_p:
+        tfms.insert(0, FilledEdges(edge_p))
+    if occlude_p:  # (before the edges: the hand is drawn on the face first, the photo's edge cuts both)
+        tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1, textured=textured_hand))
     if turn_p:
         tfms.append(TurnQuarter(turn_p))
     if roll_p:
@@ -125,13 +128,15 @@ def make_datablock(size: int = default("size"), classes: list[str] | None = None
                    valid_pct: float = DEFAULT_VALID_PCT, seed: int = DEFAULT_SEED,
                    occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
                    turn_p: float = default("turn_p"), clean_view: bool = False,
-                   roll_p: float = default("roll_p")) -> DataBlock:
+                   roll_p: float = default("roll_p"), edge_p: float = default("edge_p"),
+                   textured_hand: bool = default("textured_hand")) -> DataBlock:
     return DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(classes) if classes else None)),
         get_items=LabelledImages(classes),
         splitter=HashSplitter(valid_pct, seed),
         get_y=parent_label,
-        item_tfms=item_transforms(size, occlude_p, camera_p, classes, turn_p, clean_view, roll_p),
+        item_tfms=item_transforms(size, occlude_p, camera_p, classes, turn_p, clean_view, roll_p, edge_p,
+                                  textured_hand),
         batch_tfms=batch_transforms(),
     )
 

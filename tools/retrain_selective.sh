@@ -49,6 +49,8 @@ train clean --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --distill-clean
 train roll --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --distill-clean --roll-p 0.2
 train clean9 --distill-alpha 0.9 --occlude-p 0.15 --camera-p 0.2 --distill-clean
 train camonly --distill-alpha 0.7 --occlude-p 0 --camera-p 0.2 --distill-clean
+# clean with the hand textured and never brightened, and flat fill beyond a photo's edge on 15% of crops
+train tex --distill-alpha 0.7 --occlude-p 0.15 --textured-hand --edge-p 0.15 --camera-p 0.2 --distill-clean
 UNALIGNED=data/cache/crops/train-retina
 step "face crops as the shipped model was trained on them, not turned upright -> $UNALIGNED"
 $PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$UNALIGNED', settings=CropSettings(align=False), progress=False))"
@@ -68,10 +70,10 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model b03=models/blend03/export.pkl --model b05=models/blend05/export.pkl \
     --model b07=models/blend07/export.pkl --model turn=models/turn/export.pkl --model r3=models/r3/export.pkl --model slow=models/slow/export.pkl \
     --model clean=models/clean/export.pkl --model roll=models/roll/export.pkl \
-    --model clean9=models/clean9/export.pkl --model unal=models/unal/export.pkl --model camonly=models/camonly/export.pkl \
+    --model clean9=models/clean9/export.pkl --model unal=models/unal/export.pkl --model camonly=models/camonly/export.pkl --model tex=models/tex/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
