@@ -339,8 +339,12 @@ class CleanView(PILImage):
     """A training crop as the crop pass gave it, before the training-only conditions: what a teacher judges."""
 
 
+#: How training draws its hand (:class:`OccludeFaces`): flat, flat and never brightened, textured and never brightened.
+HAND_STYLES = ("flat", "unlit", "textured")
+
+
 class HandDrawn(PILImage):
-    """A training crop with a hand drawn on it by :class:`OccludeFaces` (``textured``): not brightened later.
+    """A training crop with a hand drawn on it by :class:`OccludeFaces` (hand unlit or textured): never brightened.
 
     Bright light washes a white or light-blue mask into a pale patch over the mouth; a hand brightened the
     same way is a pale patch over an unmasked mouth, and the model learnt to call both "no mask"
@@ -439,11 +443,14 @@ class OccludeFaces(ItemTransform):
     order = 0
 
     def __init__(self, p: float = 0.1, unmasked: int = 1, margin: float = 0.2, seed: int | None = None,
-                 textured: bool = False) -> None:
-        """``textured``: the hand shaded and grainy with fingers apart, and never brightened afterwards
-        (:class:`HandDrawn`); off, the flat palm of the retrains up to *camonly* (docs/accuracy.md)."""
+                 hand: str = "flat") -> None:
+        """``hand``: ``flat``, the flat palm of the retrains up to *camonly*, brightened as any crop may be;
+        ``unlit``, the same palm never brightened afterwards (:class:`HandDrawn`); ``textured``, shaded and
+        grainy with fingers apart, never brightened either (docs/accuracy.md)."""
         super().__init__()
-        self.p, self.unmasked, self.margin, self.textured = p, unmasked, margin, textured
+        if hand not in HAND_STYLES:
+            raise ValueError(f"hand: one of {', '.join(HAND_STYLES)}, not {hand!r}")
+        self.p, self.unmasked, self.margin, self.hand = p, unmasked, margin, hand
         self._rng = random.Random(seed) if seed is not None else None
 
     def encodes(self, x):
@@ -464,8 +471,8 @@ class OccludeFaces(ItemTransform):
             # tilted up to 35 degrees either way, 80-125% of the benchmark's size: varied, so no one drawing is learnt
             out = hand_over_mouth(out, box, jitter=jitter, offset=0.0 if unmasked else 1.7,  # type: ignore[arg-type]
                                   angle=r.uniform(-35, 35), scale=r.uniform(0.8, 1.25),
-                                  texture_seed=r.randrange(2**31) if self.textured else None)
-            changed, kind = True, HandDrawn if self.textured else PILImage
+                                  texture_seed=r.randrange(2**31) if self.hand == "textured" else None)
+            changed, kind = True, PILImage if self.hand == "flat" else HandDrawn
         if r.random() < self.p:
             out = sunglasses(out, box, shade=r.randint(10, 50))
             changed = True
@@ -498,11 +505,15 @@ class TurnQuarter(Transform):
         return PILImage.create(img.transpose(turn))
 
 
-def roll_crop(img: Image.Image, degrees: float) -> Image.Image:
+def roll_crop(img: Image.Image, degrees: float, flat: bool = False) -> Image.Image:
     """The crop turned ``degrees`` counter-clockwise about its centre, the same size, its corners mirrored from
-    the crop (never black, as ``faces.crop_face`` fills an aligned crop)."""
+    the crop (never black, as ``faces.crop_face`` fills an aligned crop), or with ``flat`` filled with the crop's
+    mean colour, as a rolled photo's padding surrounds a face near its edge (``rolled``)."""
     arr = np.asarray(img.convert("RGB"))
     h, w = arr.shape[:2]
+    if flat:
+        fill = tuple(int(v) for v in arr.reshape(-1, 3).mean(0))
+        return Image.fromarray(arr).rotate(degrees, resample=Image.Resampling.BILINEAR, fillcolor=fill)
     pad = math.ceil(max(h, w) * (math.sqrt(2) - 1) / 2) + 2  # the turned crop's corners lie within this
     big = Image.fromarray(np.pad(arr, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric"))
     return big.rotate(degrees, resample=Image.Resampling.BILINEAR).crop((pad, pad, pad + w, pad + h))
@@ -520,16 +531,19 @@ class RollFaces(Transform):
     split_idx = 0
     order = 3
 
-    def __init__(self, p: float = 0.0, max_degrees: float = 60.0, seed: int | None = None) -> None:
+    def __init__(self, p: float = 0.0, max_degrees: float = 60.0, seed: int | None = None, flat: bool = False) -> None:
+        """``flat``: corners in the crop's mean colour (:func:`roll_crop`): after every fine-tune on upright crops,
+        unmasked faces on photos rolled -60 degrees, tilted and padded flat around, read "mask", and the same
+        photos padded with a mirror of themselves did not (docs/accuracy.md)."""
         super().__init__()
-        self.p, self.max_degrees = p, max_degrees
+        self.p, self.max_degrees, self.flat = p, max_degrees, flat
         self._rng = random.Random(seed) if seed is not None else None
 
     def encodes(self, img: PILImage) -> PILImage:
         r = self._rng or random
         if isinstance(img, CleanView) or not self.p or r.random() >= self.p:
             return img
-        return PILImage.create(roll_crop(img, r.uniform(-self.max_degrees, self.max_degrees)))
+        return PILImage.create(roll_crop(img, r.uniform(-self.max_degrees, self.max_degrees), self.flat))
 
 
 def filled_edges(img: Image.Image, edges: list[tuple[float, float]], colour: tuple[int, int, int],

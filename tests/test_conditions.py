@@ -352,10 +352,14 @@ def test_a_textured_hand_is_never_brightened_afterwards(photo):
     from selfiemask.augment import HandDrawn, OccludeFaces
 
     square = PILImage.create(photo.convert("RGB").resize((140, 140)))
-    marked = OccludeFaces(p=1.0, unmasked=1, seed=0, textured=True)((square, 1), split_idx=0)[0]
+    marked = OccludeFaces(p=1.0, unmasked=1, seed=0, hand="textured")((square, 1), split_idx=0)[0]
     assert isinstance(marked, HandDrawn)
     assert isinstance(RandomResizedCrop(64, min_scale=0.5)(marked, split_idx=0), HandDrawn)
-    assert not isinstance(OccludeFaces(p=1.0, unmasked=1, seed=0)((square, 1), split_idx=0)[0], HandDrawn)
+    assert not isinstance(OccludeFaces(p=1.0, unmasked=1, seed=0)((square, 1), split_idx=0)[0], HandDrawn)  # flat
+    unlit = OccludeFaces(p=1.0, unmasked=1, seed=0, hand="unlit")((square, 1), split_idx=0)[0]
+    assert isinstance(unlit, HandDrawn)  # the flat palm, never brightened either
+    with pytest.raises(ValueError, match="hand: one of"):
+        OccludeFaces(hand="glove")
 
     def brightest(img, seed):
         phone = PhoneConditions(p=1.0, seed=seed)
@@ -395,13 +399,13 @@ def test_filled_edges_fill_the_margin_flat_and_never_the_middle_of_the_face(phot
     some = FilledEdges(p=0.3, seed=1)
     hits = [sum(not np.array_equal(_arr(some((img, y), split_idx=0)[0]), src) for _ in range(300)) for y in (0, 1)]
     assert all(60 < h < 120 for h in hits), hits  # at rate p, on both classes alike
-    tfms = sorted(item_transforms(64, occlude_p=0.1, edge_p=0.2, textured_hand=True), key=lambda t: t.order)
+    tfms = sorted(item_transforms(64, occlude_p=0.1, edge_p=0.2, hand="textured"), key=lambda t: t.order)
     assert [type(t).__name__ for t in tfms][:3] == ["OccludeFaces", "FilledEdges", "RandomResizedCrop"]
-    assert tfms[0].textured and tfms[1].p == 0.2
+    assert tfms[0].hand == "textured" and tfms[1].p == 0.2
     assert not any(isinstance(t, FilledEdges) for t in item_transforms(64))  # off unless asked
 
 
-def test_the_card_records_the_edges_and_the_textured_hand_as_the_loaders_ran_them():
+def test_the_card_records_the_edges_the_hand_and_the_roll_fill_as_the_loaders_ran_them():
     from types import SimpleNamespace
 
     from selfiemask.data import item_transforms
@@ -411,7 +415,27 @@ def test_the_card_records_the_edges_and_the_textured_hand_as_the_loaders_ran_the
         fs = sorted(item_transforms(64, **kw), key=lambda t: t.order)
         return _augmentation(SimpleNamespace(train=SimpleNamespace(after_item=SimpleNamespace(fs=fs))))
 
-    on = record(occlude_p=0.15, edge_p=0.1, textured_hand=True)
-    assert on["edge_p"] == 0.1 and on["textured_hand"] is True and on["occlude_p"] == 0.15
-    off = record(occlude_p=0.15)
-    assert "edge_p" not in off and "textured_hand" not in off  # the recipes before them read as they did
+    on = record(occlude_p=0.15, edge_p=0.1, hand="textured", roll_p=0.1, roll_fill="flat")
+    assert on["edge_p"] == 0.1 and on["hand"] == "textured" and on["occlude_p"] == 0.15 and on["roll_fill"] == "flat"
+    off = record(occlude_p=0.15, roll_p=0.1)
+    assert not {"edge_p", "hand", "roll_fill"} & set(off)  # the recipes before them read as they did
+
+
+def test_a_flat_roll_fills_the_corners_with_the_crops_mean_colour(photo):
+    """``--roll-fill flat``: the corners as a rolled photo's padding looks (one colour, the crop's mean)."""
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import RollFaces, roll_crop
+    from selfiemask.data import item_transforms
+
+    square = photo.convert("RGB").crop((0, 0, min(photo.size), min(photo.size))).resize((96, 96))
+    mean = _arr(square).reshape(-1, 3).mean(0).astype(int)
+    out = _arr(roll_crop(square, 45, flat=True)).astype(int)
+    assert np.abs(out[:6, :6] - mean).max() <= 1 and np.abs(out[-6:, -6:] - mean).max() <= 1
+    mirrored = _arr(roll_crop(square, 45)).astype(int)
+    assert mirrored[:6, :6].reshape(-1, 3).std(0).mean() > 2  # the default: a mirror of the photo, not one colour
+    flat = next(t for t in item_transforms(64, roll_p=0.1, roll_fill="flat") if isinstance(t, RollFaces))
+    assert flat.flat and flat.p == 0.1
+    assert not next(t for t in item_transforms(64, roll_p=0.1) if isinstance(t, RollFaces)).flat
+    rolled_crop = _arr(RollFaces(p=1.0, seed=0, flat=True)(PILImage.create(square.copy()), split_idx=0)).astype(int)
+    assert np.abs(rolled_crop[:3, :3] - mean).max() <= 1 or np.abs(rolled_crop[:3, -3:] - mean).max() <= 1

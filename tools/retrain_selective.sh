@@ -16,6 +16,10 @@
 #               with align off: about 15 min of detection on a fresh run)
 #        camonly: clean's recipe with no hand or sunglasses drawn (--occlude-p 0): which losses the camera
 #               model brings on its own
+#        tex:   clean's recipe with the hand shaded, grainy, fingers apart and never brightened (--hand
+#               textured) and flat fill beyond a photo's edge on 15% of crops (--edge-p 0.15)
+#        unlit: clean's recipe with the flat hand never brightened (--hand unlit), the same edges, and 10% of
+#               crops rolled up to 60 degrees with flat corners (--roll-p 0.1 --roll-fill flat)
 #   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included)
 #   4. the stress benchmark of all of them against the shipped model, and the every-condition rule photo by
 #      photo for each (benchmarks/gate.py), each as its card says and with the
@@ -50,7 +54,10 @@ train roll --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --distill-clean -
 train clean9 --distill-alpha 0.9 --occlude-p 0.15 --camera-p 0.2 --distill-clean
 train camonly --distill-alpha 0.7 --occlude-p 0 --camera-p 0.2 --distill-clean
 # clean with the hand textured and never brightened, and flat fill beyond a photo's edge on 15% of crops
-train tex --distill-alpha 0.7 --occlude-p 0.15 --textured-hand --edge-p 0.15 --camera-p 0.2 --distill-clean
+train tex --distill-alpha 0.7 --occlude-p 0.15 --hand textured --edge-p 0.15 --camera-p 0.2 --distill-clean
+# the flat hand never brightened, the same edges, and 10% of crops rolled with flat corners as a rolled photo's padding
+train unlit --distill-alpha 0.7 --occlude-p 0.15 --hand unlit --edge-p 0.15 --roll-p 0.1 --roll-fill flat --camera-p 0.2 \
+  --distill-clean
 UNALIGNED=data/cache/crops/train-retina
 step "face crops as the shipped model was trained on them, not turned upright -> $UNALIGNED"
 $PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$UNALIGNED', settings=CropSettings(align=False), progress=False))"
@@ -71,9 +78,10 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model b07=models/blend07/export.pkl --model turn=models/turn/export.pkl --model r3=models/r3/export.pkl --model slow=models/slow/export.pkl \
     --model clean=models/clean/export.pkl --model roll=models/roll/export.pkl \
     --model clean9=models/clean9/export.pkl --model unal=models/unal/export.pkl --model camonly=models/camonly/export.pkl --model tex=models/tex/export.pkl \
+    --model unlit=models/unlit/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
