@@ -22,6 +22,8 @@ from fastai.vision.all import ItemTransform, Transform
 from fastai.vision.core import PILImage
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
+from .settings import HAND_STYLES
+
 __all__ = [
     "CAMERA_CONDITIONS",
     "CONDITIONS",
@@ -339,10 +341,6 @@ class CleanView(PILImage):
     """A training crop as the crop pass gave it, before the training-only conditions: what a teacher judges."""
 
 
-#: How training draws its hand (:class:`OccludeFaces`): flat, flat and never brightened, textured and never brightened.
-HAND_STYLES = ("flat", "unlit", "textured")
-
-
 class HandDrawn(PILImage):
     """A training crop with a hand drawn on it by :class:`OccludeFaces` (hand unlit or textured): never brightened.
 
@@ -576,13 +574,14 @@ class FilledEdges(ItemTransform):
     A face near the edge of a photo rolled and padded (the stress benchmark's rolled photos, a photo
     straightened in an editor, a screenshot, a letterboxed frame) comes out of the crop with flat bands or
     wedges around it. The data's unmasked faces are tight crops and many masked ones wide scenes (the data
-    README's shortcut), so a face framed by anything but face read as "mask": after every fine-tune, unmasked
-    faces on photos rolled -60 degrees did, and the same crops with those wedges mirrored from the photo were
-    read right (docs/accuracy.md). The fill is the crop's own mean colour (what the benchmark's padding is
-    near a tight photo), at times black or white (editors' and letterboxes' fill); edges are axis-aligned half
-    the time (the photo's own edge, turned upright with the face) and at any angle otherwise, and stop 0.4-0.7
-    face widths from the centre: over the margin and the face's rim, never over the mouth and nose that are
-    judged. Runs first (order 0), where the crop pass put the face.
+    README's shortcut), so a face framed by anything but face reads as "mask": after every fine-tune, unmasked
+    faces on photos rolled -60 degrees did, and the same photos padded with a mirror of themselves were read
+    right (docs/accuracy.md). Alone (*tex*) these upright edges did not bring those faces back: they lie tilted
+    in padding on every side, which ``RollFaces(flat=True)`` draws. The fill is the crop's own mean colour
+    (what the benchmark's padding is near a tight photo), at times black or white (editors' and letterboxes'
+    fill); edges are axis-aligned half the time (the photo's own edge, turned upright with the face) and at any
+    angle otherwise, and stop 0.4-0.7 face widths from the centre: over the margin and the face's rim, never
+    over the mouth and nose that are judged. Runs first (order 0), where the crop pass put the face.
     """
 
     split_idx = 0
