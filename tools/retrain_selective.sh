@@ -20,7 +20,8 @@
 #               textured) and flat fill beyond a photo's edge on 15% of crops (--edge-p 0.15)
 #        unlit: clean's recipe with the flat hand never brightened (--hand unlit), the same edges, and 10% of
 #               crops rolled up to 60 degrees with flat corners (--roll-p 0.1 --roll-fill flat)
-#   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included)
+#   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included);
+#      tex and unlit averaged (soup), with clean (soup3), and the soup 30% back to the shipped model (wsoup)
 #   4. the stress benchmark of all of them against the shipped model, and the every-condition rule photo by
 #      photo for each (benchmarks/gate.py), each as its card says and with the
 #      orientation check; detections kept in models/bench/detections.json (the first run detects, about
@@ -63,13 +64,18 @@ step "face crops as the shipped model was trained on them, not turned upright ->
 $PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$UNALIGNED', settings=CropSettings(align=False), progress=False))"
 CROPS=$UNALIGNED train unal --distill-alpha 0.7 --occlude-p 0.15 --camera-p 0.2 --distill-clean
 
-for w in 0.3 0.5 0.7; do
-  n=blend${w/./}
-  if [ ! -f "models/$n/export.pkl" ]; then
-    step "blend: $w of models/right with the shipped model -> models/$n"
-    $PY tools/blend_models.py --start export.pkl --tuned models/right/export.pkl --weight "$w" \
-        --crops "$CROPS" --out "models/$n/export.pkl"
+blend() {  # blend NAME START TUNED WEIGHT
+  if [ ! -f "models/$1/export.pkl" ]; then
+    step "blend: $4 of $3 with $2 -> models/$1"
+    $PY tools/blend_models.py --start "$2" --tuned "$3" --weight "$4" --crops "$CROPS" --out "models/$1/export.pkl"
   fi
+}
+blend soup models/tex/export.pkl models/unlit/export.pkl 0.5          # tex and unlit, half each
+blend soup3 models/soup/export.pkl models/clean/export.pkl 0.3333     # clean, tex and unlit, a third each
+blend wsoup export.pkl models/soup/export.pkl 0.7                     # the soup pulled 30% back to the shipped model
+
+for w in 0.3 0.5 0.7; do
+  blend "blend${w/./}" export.pkl models/right/export.pkl "$w"  # right, 30/50/70% of the way from the shipped model
 done
 
 step "stress benchmark on every validation photo"
@@ -78,10 +84,11 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model b07=models/blend07/export.pkl --model turn=models/turn/export.pkl --model r3=models/r3/export.pkl --model slow=models/slow/export.pkl \
     --model clean=models/clean/export.pkl --model roll=models/roll/export.pkl \
     --model clean9=models/clean9/export.pkl --model unal=models/unal/export.pkl --model camonly=models/camonly/export.pkl --model tex=models/tex/export.pkl \
-    --model unlit=models/unlit/export.pkl \
+    --model unlit=models/unlit/export.pkl --model soup=models/soup/export.pkl \
+    --model soup3=models/soup3/export.pkl --model wsoup=models/wsoup/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
