@@ -22,8 +22,6 @@ from fastai.vision.all import ItemTransform, Transform
 from fastai.vision.core import PILImage
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
-from .settings import HAND_STYLES
-
 __all__ = [
     "CAMERA_CONDITIONS",
     "CONDITIONS",
@@ -339,6 +337,11 @@ CAMERA_CONDITIONS: dict[str, Callable[[Image.Image, float | None], Image.Image]]
 
 class CleanView(PILImage):
     """A training crop as the crop pass gave it, before the training-only conditions: what a teacher judges."""
+
+
+#: How training draws its hand (:class:`OccludeFaces`): flat, flat and never brightened, textured and never
+#: brightened. (``settings.TrainConfig.hand`` offers the same three: settings is below this module.)
+HAND_STYLES = ("flat", "unlit", "textured")
 
 
 class HandDrawn(PILImage):

@@ -32,11 +32,6 @@ def _opt(default: Any, help: str, group: str, flag: str | None = None, **cli: An
     return field(default=default, metadata=meta)
 
 
-#: How training draws its hand (``augment.OccludeFaces``): flat, flat and never brightened, textured and never
-#: brightened.
-HAND_STYLES = ("flat", "unlit", "textured")
-
-
 @dataclass
 class TrainConfig:
     """One training run's settings. Fields without a ``flag`` are for the Python API only (tests, notebooks)."""
@@ -75,7 +70,8 @@ class TrainConfig:
                          "is cropped, so that a padded view stops meaning 'mask'", "data", flag="--edge-p", type=float)
     hand: str = _opt("flat", "how --occlude-p's hand is drawn: flat (brightened as any crop may be), unlit (flat, "
                      "never brightened: a brightened hand taught that a washed-out mask is a hand), textured (shaded, "
-                     "grainy, fingers apart, never brightened)", "data", flag="--hand", choices=HAND_STYLES)
+                     "grainy, fingers apart, never brightened)", "data", flag="--hand",
+                     choices=("flat", "unlit", "textured"))  # augment.HAND_STYLES: settings imports nothing of ours
     roll_fill: str = _opt("mirror", "corners of --roll-p's rolled crops: mirror (from the crop) or flat (the crop's "
                           "mean colour, as a rolled photo's padding looks around a face near its edge)", "data",
                           flag="--roll-fill", choices=("mirror", "flat"))

@@ -439,3 +439,11 @@ def test_a_flat_roll_fills_the_corners_with_the_crops_mean_colour(photo):
     assert not next(t for t in item_transforms(64, roll_p=0.1) if isinstance(t, RollFaces)).flat
     rolled_crop = _arr(RollFaces(p=1.0, seed=0, flat=True)(PILImage.create(square.copy()), split_idx=0)).astype(int)
     assert np.abs(rolled_crop[:3, :3] - mean).max() <= 1 or np.abs(rolled_crop[:3, -3:] - mean).max() <= 1
+
+
+def test_the_command_line_offers_every_hand_style():
+    from selfiemask.augment import HAND_STYLES
+    from selfiemask.settings import TrainConfig
+
+    hand = next(f for f in __import__("dataclasses").fields(TrainConfig) if f.name == "hand")
+    assert tuple(hand.metadata["choices"]) == HAND_STYLES and hand.default in HAND_STYLES
