@@ -92,3 +92,25 @@ def test_bad_input_is_refused_with_a_message(gate, tmp_path, capsys):
     assert gate.main([str(ok), "--candidate", "missing"]) == 2
     assert "no verdicts of 'missing'" in capsys.readouterr().err
     assert gate.main([str(tmp_path / "absent.csv"), "--candidate", "x"]) == 2
+
+
+def test_a_class_lost_a_photo_at_a_time_shows_in_the_pool(gate, tmp_path, capsys):
+    """One masked photo lost on each of six conditions: no condition's p means anything, the pool's does; the
+    taught conditions stay out of it."""
+    rows = []
+    for k, cond in enumerate(["grayscale", "blur", "dim", "bright", "rolled +30°", "camera 40 px"]):
+        rows += (verdicts("shipped", cond, [True] * 5, start=10 * k)
+                 + verdicts("retrain", cond, [True] * 4 + [False], start=10 * k)
+                 + verdicts("shipped", cond, [False] + [True] * 4, label="without_mask", start=10 * k)
+                 + verdicts("retrain", cond, [True] * 5, label="without_mask", start=10 * k))
+    rows += (verdicts("shipped", "hand over mouth", [True] * 3, start=100)
+             + verdicts("retrain", "hand over mouth", [False] * 3, start=100))  # taught: not pooled
+    comps = gate.compare(gate.read_verdicts([write(tmp_path / "photos.csv", rows)]), "shipped", "retrain")
+    assert all(not c.worse and c.p_value == 1.0 for c in comps if c.condition != "hand over mouth")
+    vs = gate.read_verdicts([tmp_path / "photos.csv"])
+    assert gate.class_shift(vs, "shipped", "retrain", gate.TAUGHT) == {"with_mask": (0, 6), "without_mask": (6, 0)}
+    assert gate.class_shift(vs, "shipped", "retrain")["with_mask"] == (0, 9)
+    gate.main([str(tmp_path / "photos.csv"), "--candidate", "retrain"])
+    out = capsys.readouterr().out
+    assert f"with_mask: 0 photo-conditions gained, 6 lost (p {gate.mcnemar_p(0, 6):.2g})" in out
+    assert "without_mask: 6 photo-conditions gained, 0 lost" in out
