@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 __all__ = [
     "CAMERA_CONDITIONS",
     "CONDITIONS",
+    "MASKED_HAND_PLACES",
     "OCCLUSIONS",
     "TILTS",
     "CleanView",
@@ -342,6 +343,9 @@ class CleanView(PILImage):
 #: How training draws its hand (:class:`OccludeFaces`): flat, flat and never brightened, textured and never
 #: brightened. (``settings.TrainConfig.hand`` offers the same three: settings is below this module.)
 HAND_STYLES = ("flat", "unlit", "textured")
+#: Where :class:`OccludeFaces` draws the hand on masked faces: always on the forehead, or half the time low over the
+#: chin with the mask still showing above it (``chin``).
+MASKED_HAND_PLACES = ("forehead", "chin")
 
 
 class HandDrawn(PILImage):
@@ -444,14 +448,21 @@ class OccludeFaces(ItemTransform):
     order = 0
 
     def __init__(self, p: float = 0.1, unmasked: int = 1, margin: float = 0.2, seed: int | None = None,
-                 hand: str = "flat") -> None:
+                 hand: str = "flat", masked_hand: str = "forehead") -> None:
         """``hand``: ``flat``, the flat palm of the retrains up to *camonly*, brightened as any crop may be;
         ``unlit``, the same palm never brightened afterwards (:class:`HandDrawn`); ``textured``, shaded and
-        grainy with fingers apart, never brightened either (docs/accuracy.md)."""
+        grainy with fingers apart, never brightened either (docs/accuracy.md).
+
+        ``masked_hand``: ``chin`` puts the hand on half the masked faces low over the chin, smaller, its top
+        below the mouth, so the mask still shows above it. Every retrain drawing the hand over unmasked mouths
+        only read masked faces worse on the conditions it was not taught (docs/accuracy.md): a patch of skin low
+        on the face had come to mean "no mask"; on a masked face it does not."""
         super().__init__()
         if hand not in HAND_STYLES:
             raise ValueError(f"hand: one of {', '.join(HAND_STYLES)}, not {hand!r}")
-        self.p, self.unmasked, self.margin, self.hand = p, unmasked, margin, hand
+        if masked_hand not in MASKED_HAND_PLACES:
+            raise ValueError(f"masked_hand: one of {', '.join(MASKED_HAND_PLACES)}, not {masked_hand!r}")
+        self.p, self.unmasked, self.margin, self.hand, self.masked_hand = p, unmasked, margin, hand, masked_hand
         self._rng = random.Random(seed) if seed is not None else None
 
     def encodes(self, x):
@@ -470,8 +481,12 @@ class OccludeFaces(ItemTransform):
             unmasked = int(y) == self.unmasked
             # unmasked: over mouth and chin; masked: the same hand 1.7 eye distances higher, on the forehead
             # tilted up to 35 degrees either way, 80-125% of the benchmark's size: varied, so no one drawing is learnt
-            out = hand_over_mouth(out, box, jitter=jitter, offset=0.0 if unmasked else 1.7,  # type: ignore[arg-type]
-                                  angle=r.uniform(-35, 35), scale=r.uniform(0.8, 1.25),
+            offset, scale = (0.0 if unmasked else 1.7), r.uniform(0.8, 1.25)
+            if not unmasked and getattr(self, "masked_hand", "forehead") == "chin" and r.random() < 0.5:
+                # 0.45 eye distances lower and 55-75% the size: its top about 0.3 eye distances below the mouth
+                offset, scale = -0.45, r.uniform(0.55, 0.75)
+            out = hand_over_mouth(out, box, jitter=jitter, offset=offset,  # type: ignore[arg-type]
+                                  angle=r.uniform(-35, 35), scale=scale,
                                   texture_seed=r.randrange(2**31) if self.hand == "textured" else None)
             changed, kind = True, PILImage if self.hand == "flat" else HandDrawn
         if r.random() < self.p:

@@ -91,7 +91,8 @@ class LabelledImages:
 def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
                     classes: list[str] | None = None, turn_p: float = default("turn_p"), clean_view: bool = False,
                     roll_p: float = default("roll_p"), edge_p: float = default("edge_p"),
-                    hand: str = default("hand"), roll_fill: str = default("roll_fill")):
+                    hand: str = default("hand"), roll_fill: str = default("roll_fill"),
+                    masked_hand: str = default("masked_hand")):
     """A hand or sunglasses on some faces, random crops of 50-100% of the face crop, then phone-photo conditions
     (train); a centred resize (validation and inference).
 
@@ -107,7 +108,8 @@ def item_transforms(size: int, occlude_p: float = default("occlude_p"), camera_p
     if edge_p:
         tfms.insert(0, FilledEdges(edge_p))
     if occlude_p:  # (before the edges: the hand is drawn on the face first, the photo's edge cuts both)
-        tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1, hand=hand))
+        tfms.insert(0, OccludeFaces(occlude_p, unmasked=len(classes or TWO_CLASSES) - 1, hand=hand,
+                                       masked_hand=masked_hand))
     if turn_p:
         tfms.append(TurnQuarter(turn_p))
     if roll_p:
@@ -129,14 +131,15 @@ def make_datablock(size: int = default("size"), classes: list[str] | None = None
                    occlude_p: float = default("occlude_p"), camera_p: float = default("camera_p"),
                    turn_p: float = default("turn_p"), clean_view: bool = False,
                    roll_p: float = default("roll_p"), edge_p: float = default("edge_p"),
-                   hand: str = default("hand"), roll_fill: str = default("roll_fill")) -> DataBlock:
+                   hand: str = default("hand"), roll_fill: str = default("roll_fill"),
+                   masked_hand: str = default("masked_hand")) -> DataBlock:
     return DataBlock(
         blocks=(ImageBlock, CategoryBlock(vocab=sorted(classes) if classes else None)),
         get_items=LabelledImages(classes),
         splitter=HashSplitter(valid_pct, seed),
         get_y=parent_label,
         item_tfms=item_transforms(size, occlude_p, camera_p, classes, turn_p, clean_view, roll_p, edge_p,
-                                  hand, roll_fill),
+                                  hand, roll_fill, masked_hand),
         batch_tfms=batch_transforms(),
     )
 

@@ -72,6 +72,10 @@ class TrainConfig:
                      "never brightened: a brightened hand taught that a washed-out mask is a hand), textured (shaded, "
                      "grainy, fingers apart, never brightened)", "data", flag="--hand",
                      choices=("flat", "unlit", "textured"))  # augment.HAND_STYLES: settings imports nothing of ours
+    masked_hand: str = _opt("forehead", "where --occlude-p's hand goes on masked faces: forehead, or chin (half of "
+                            "them low over the chin, the mask showing above it), so that skin low on a face stops "
+                            "meaning 'no mask'", "data", flag="--masked-hand",
+                            choices=("forehead", "chin"))  # augment.MASKED_HAND_PLACES
     roll_fill: str = _opt("mirror", "corners of --roll-p's rolled crops: mirror (from the crop) or flat (the crop's "
                           "mean colour, as a rolled photo's padding looks around a face near its edge)", "data",
                           flag="--roll-fill", choices=("mirror", "flat"))

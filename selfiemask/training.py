@@ -667,6 +667,8 @@ def _augmentation(dls) -> dict:
             found["occlude_p"] = f.p
             if f.hand != "flat":
                 found["hand"] = f.hand
+            if getattr(f, "masked_hand", "forehead") != "forehead":  # (learners pickled before it: forehead)
+                found["masked_hand"] = f.masked_hand
         elif isinstance(f, FilledEdges):
             found["edge_p"] = f.p
         elif isinstance(f, TurnQuarter):
@@ -786,7 +788,7 @@ def train(cfg: TrainConfig) -> dict:
     bs = batch_size(photos, cfg.bs)
     dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed, cfg.occlude_p, cfg.camera_p,
                             cfg.turn_p, clean_view=cfg.distill_clean, roll_p=cfg.roll_p, edge_p=cfg.edge_p,
-                            hand=cfg.hand, roll_fill=cfg.roll_fill)
+                            hand=cfg.hand, roll_fill=cfg.roll_fill, masked_hand=cfg.masked_hand)
     dls = dblock.dataloaders(photos.folder, bs=bs, **({} if cfg.num_workers is None else
                                                       {"num_workers": cfg.num_workers}))
     if not len(dls.train_ds) or not len(dls.valid_ds):

@@ -183,6 +183,39 @@ def test_training_occluders_do_not_predict_the_label():
     assert np.array_equal(_arr(occlude((crop, 1), split_idx=1)[0]), _arr(crop))  # validation: untouched
 
 
+def test_masked_hand_chin_puts_half_the_masked_hands_below_the_mouth_and_leaves_unmasked_faces_alone():
+    """``--masked-hand chin``: on a masked face the hand goes low over the chin half the time, its top below the
+    mouth (the mask between nose and mouth still shows), else on the forehead; unmasked faces get the same hand
+    as before."""
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import OccludeFaces
+
+    crop = PILImage.create(np.full((140, 140, 3), 200, np.uint8))
+    # this crop's face (augment._face_points): eyes at row 58, nose 76, mouth corners 94; lenses above row 70
+
+    def hand_rows(out: np.ndarray) -> np.ndarray:
+        skin = (np.abs(out - 200).sum(-1) > 30) & (out.max(-1) >= 80)  # the hand, not the dark lenses
+        return np.flatnonzero(skin[70:].any(1)) + 70
+
+    low = 0
+    chin = OccludeFaces(p=1.0, unmasked=1, seed=3, masked_hand="chin")
+    for _ in range(200):
+        rows = hand_rows(_arr(chin((crop, 0), split_idx=0)[0]))
+        if len(rows) and rows.max() > 94:  # a hand on the chin: nothing of it over the mask above the mouth
+            assert rows.min() > 94
+            low += 1
+    assert 70 < low < 130
+    forehead = OccludeFaces(p=1.0, unmasked=1, seed=3)
+    assert not any(hand_rows(_arr(forehead((crop, 0), split_idx=0)[0])).max(initial=0) > 94 for _ in range(100))
+    for s in range(20):
+        a = OccludeFaces(p=0.5, seed=s)((crop, 1), split_idx=0)[0]
+        b = OccludeFaces(p=0.5, seed=s, masked_hand="chin")((crop, 1), split_idx=0)[0]
+        assert np.array_equal(_arr(a), _arr(b))
+    with pytest.raises(ValueError, match="masked_hand"):
+        OccludeFaces(masked_hand="cheek")
+
+
 def test_phone_conditions_camera_is_off_unless_asked(photo):
     from fastai.vision.core import PILImage
 
@@ -415,10 +448,11 @@ def test_the_card_records_the_edges_the_hand_and_the_roll_fill_as_the_loaders_ra
         fs = sorted(item_transforms(64, **kw), key=lambda t: t.order)
         return _augmentation(SimpleNamespace(train=SimpleNamespace(after_item=SimpleNamespace(fs=fs))))
 
-    on = record(occlude_p=0.15, edge_p=0.1, hand="textured", roll_p=0.1, roll_fill="flat")
+    on = record(occlude_p=0.15, edge_p=0.1, hand="textured", roll_p=0.1, roll_fill="flat", masked_hand="chin")
     assert on["edge_p"] == 0.1 and on["hand"] == "textured" and on["occlude_p"] == 0.15 and on["roll_fill"] == "flat"
+    assert on["masked_hand"] == "chin"
     off = record(occlude_p=0.15, roll_p=0.1)
-    assert not {"edge_p", "hand", "roll_fill"} & set(off)  # the recipes before them read as they did
+    assert not {"edge_p", "hand", "roll_fill", "masked_hand"} & set(off)  # the recipes before them read as they did
 
 
 def test_a_flat_roll_fills_the_corners_with_the_crops_mean_colour(photo):
@@ -442,8 +476,10 @@ def test_a_flat_roll_fills_the_corners_with_the_crops_mean_colour(photo):
 
 
 def test_the_command_line_offers_every_hand_style():
-    from selfiemask.augment import HAND_STYLES
+    from selfiemask.augment import HAND_STYLES, MASKED_HAND_PLACES
     from selfiemask.settings import TrainConfig
 
     hand = next(f for f in __import__("dataclasses").fields(TrainConfig) if f.name == "hand")
     assert tuple(hand.metadata["choices"]) == HAND_STYLES and hand.default in HAND_STYLES
+    place = next(f for f in __import__("dataclasses").fields(TrainConfig) if f.name == "masked_hand")
+    assert tuple(place.metadata["choices"]) == MASKED_HAND_PLACES and place.default == MASKED_HAND_PLACES[0]
