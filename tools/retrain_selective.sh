@@ -20,8 +20,11 @@
 #               textured) and flat fill beyond a photo's edge on 15% of crops (--edge-p 0.15)
 #        unlit: clean's recipe with the flat hand never brightened (--hand unlit), the same edges, and 10% of
 #               crops rolled up to 60 degrees with flat corners (--roll-p 0.1 --roll-fill flat)
+#        chin:  tex's recipe with the hand on half the masked faces low over the chin, the mask showing above
+#               it (--masked-hand chin)
 #   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included);
-#      tex and unlit averaged (soup), with clean (soup3), and the soup 30% back to the shipped model (wsoup)
+#      tex and unlit averaged (soup), with clean (soup3), and the soup 30% back to the shipped model (wsoup);
+#      tex and camonly averaged (texcam)
 #   4. the stress benchmark of all of them against the shipped model, and the every-condition rule photo by
 #      photo for each (benchmarks/gate.py), each as its card says and with the
 #      orientation check; detections kept in models/bench/detections.json (the first run detects, about
@@ -59,6 +62,8 @@ train tex --distill-alpha 0.7 --occlude-p 0.15 --hand textured --edge-p 0.15 --c
 # the flat hand never brightened, the same edges, and 10% of crops rolled with flat corners as a rolled photo's padding
 train unlit --distill-alpha 0.7 --occlude-p 0.15 --hand unlit --edge-p 0.15 --roll-p 0.1 --roll-fill flat --camera-p 0.2 \
   --distill-clean
+train chin --distill-alpha 0.7 --occlude-p 0.15 --hand textured --masked-hand chin --edge-p 0.15 --camera-p 0.2 \
+  --distill-clean  # tex's recipe, the hand on half the masked faces low over the chin
 UNALIGNED=data/cache/crops/train-retina
 step "face crops as the shipped model was trained on them, not turned upright -> $UNALIGNED"
 $PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$UNALIGNED', settings=CropSettings(align=False), progress=False))"
@@ -73,6 +78,7 @@ blend() {  # blend NAME START TUNED WEIGHT
 blend soup models/tex/export.pkl models/unlit/export.pkl 0.5          # tex and unlit, half each
 blend soup3 models/soup/export.pkl models/clean/export.pkl 0.3333     # clean, tex and unlit, a third each
 blend wsoup export.pkl models/soup/export.pkl 0.7                     # the soup pulled 30% back to the shipped model
+blend texcam models/tex/export.pkl models/camonly/export.pkl 0.5     # tex and camonly (no hand), half each
 
 for w in 0.3 0.5 0.7; do
   blend "blend${w/./}" export.pkl models/right/export.pkl "$w"  # right, 30/50/70% of the way from the shipped model
@@ -86,9 +92,10 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model clean9=models/clean9/export.pkl --model unal=models/unal/export.pkl --model camonly=models/camonly/export.pkl --model tex=models/tex/export.pkl \
     --model unlit=models/unlit/export.pkl --model soup=models/soup/export.pkl \
     --model soup3=models/soup3/export.pkl --model wsoup=models/wsoup/export.pkl \
+    --model chin=models/chin/export.pkl --model texcam=models/texcam/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
