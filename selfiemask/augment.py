@@ -454,9 +454,10 @@ class OccludeFaces(ItemTransform):
         grainy with fingers apart, never brightened either (docs/accuracy.md).
 
         ``masked_hand``: ``chin`` puts the hand on half the masked faces low over the chin, smaller, its top
-        below the mouth, so the mask still shows above it. Every retrain drawing the hand over unmasked mouths
-        only read masked faces worse on the conditions it was not taught (docs/accuracy.md): a patch of skin low
-        on the face had come to mean "no mask"; on a masked face it does not."""
+        below the mouth, so the mask still shows above it. Retrains drawing the flat hand over unmasked mouths
+        only read masked faces worse on the conditions they were not taught, as if a patch of skin low on the
+        face meant "no mask"; this shows them one on masked faces. Tried once (*chin*, docs/accuracy.md): no
+        better on masked faces than the forehead alone."""
         super().__init__()
         if hand not in HAND_STYLES:
             raise ValueError(f"hand: one of {', '.join(HAND_STYLES)}, not {hand!r}")
