@@ -114,3 +114,27 @@ def test_a_class_lost_a_photo_at_a_time_shows_in_the_pool(gate, tmp_path, capsys
     out = capsys.readouterr().out
     assert f"with_mask: 0 photo-conditions gained, 6 lost (p {gate.mcnemar_p(0, 6):.2g})" in out
     assert "without_mask: 6 photo-conditions gained, 0 lost" in out
+
+
+def test_a_margin_forgives_a_few_photos_of_a_class_but_not_a_pooled_shift(gate, tmp_path, capsys):
+    """The --margin proposal: three masked photos lost on one condition fail a margin of 2 and pass a margin of
+    3; one masked photo lost on each of seven conditions passes any margin per condition and still fails
+    pooled. The exit status stays the every-condition rule's."""
+    few = (verdicts("shipped", "blur", [True] * 10) + verdicts("retrain", "blur", [True] * 7 + [False] * 3)
+           + verdicts("shipped", "blur", [False] * 3 + [True] * 7, label="without_mask")
+           + verdicts("retrain", "blur", [True] * 10, label="without_mask"))  # 3 gained each way: not pooled worse
+    vs = gate.read_verdicts([write(tmp_path / "few.csv", few)])
+    assert gate.margin_failures(vs, "shipped", "retrain", 2) == ["blur, with_mask -3"]
+    assert gate.margin_failures(vs, "shipped", "retrain", 3) == []
+    assert gate.main([str(tmp_path / "few.csv"), "--candidate", "retrain", "--margin", "3"]) == 0
+    assert capsys.readouterr().out.rstrip().endswith("retrain passes")
+
+    spread = []
+    for k, cond in enumerate(["grayscale", "blur", "dim", "bright", "rolled +30°", "camera 40 px", "sunglasses"]):
+        spread += (verdicts("shipped", cond, [True] * 5, start=10 * k)
+                   + verdicts("retrain", cond, [True] * 4 + [False], start=10 * k))
+    vs = gate.read_verdicts([write(tmp_path / "spread.csv", spread)])
+    assert gate.margin_failures(vs, "shipped", "retrain", 1) == [
+        f"with_mask pooled 0 gained / 7 lost (p {gate.mcnemar_p(0, 7):.2g})"]
+    assert gate.main([str(tmp_path / "spread.csv"), "--candidate", "retrain", "--margin", "8"]) == 1
+    assert "retrain fails (with_mask pooled 0 gained / 7 lost" in capsys.readouterr().out

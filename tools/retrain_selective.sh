@@ -64,6 +64,8 @@ train unlit --distill-alpha 0.7 --occlude-p 0.15 --hand unlit --edge-p 0.15 --ro
   --distill-clean
 train chin --distill-alpha 0.7 --occlude-p 0.15 --hand textured --masked-hand chin --edge-p 0.15 --camera-p 0.2 \
   --distill-clean  # tex's recipe, the hand on half the masked faces low over the chin
+train texroll --distill-alpha 0.7 --occlude-p 0.15 --hand textured --edge-p 0.15 --roll-p 0.1 --roll-fill flat \
+  --camera-p 0.2 --distill-clean  # tex's recipe with unlit's flat-padded rolls
 UNALIGNED=data/cache/crops/train-retina
 step "face crops as the shipped model was trained on them, not turned upright -> $UNALIGNED"
 $PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$UNALIGNED', settings=CropSettings(align=False), progress=False))"
@@ -79,6 +81,9 @@ blend soup models/tex/export.pkl models/unlit/export.pkl 0.5          # tex and 
 blend soup3 models/soup/export.pkl models/clean/export.pkl 0.3333     # clean, tex and unlit, a third each
 blend wsoup export.pkl models/soup/export.pkl 0.7                     # the soup pulled 30% back to the shipped model
 blend texcam models/tex/export.pkl models/camonly/export.pkl 0.5     # tex and camonly (no hand), half each
+blend tcu models/texcam/export.pkl models/unlit/export.pkl 0.3       # texcam 70%, unlit 30%
+blend trc models/texroll/export.pkl models/camonly/export.pkl 0.5    # texroll and camonly, half each
+blend trc65 models/camonly/export.pkl models/texroll/export.pkl 0.65 # texroll 65%, camonly 35%
 
 for w in 0.3 0.5 0.7; do
   blend "blend${w/./}" export.pkl models/right/export.pkl "$w"  # right, 30/50/70% of the way from the shipped model
@@ -93,9 +98,11 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model unlit=models/unlit/export.pkl --model soup=models/soup/export.pkl \
     --model soup3=models/soup3/export.pkl --model wsoup=models/wsoup/export.pkl \
     --model chin=models/chin/export.pkl --model texcam=models/texcam/export.pkl \
+    --model tcu=models/tcu/export.pkl --model texroll=models/texroll/export.pkl --model trc=models/trc/export.pkl \
+    --model trc65=models/trc65/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam tcu texroll trc trc65; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
