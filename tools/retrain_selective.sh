@@ -84,6 +84,8 @@ blend texcam models/tex/export.pkl models/camonly/export.pkl 0.5     # tex and c
 blend tcu models/texcam/export.pkl models/unlit/export.pkl 0.3       # texcam 70%, unlit 30%
 blend trc models/texroll/export.pkl models/camonly/export.pkl 0.5    # texroll and camonly, half each
 blend trc65 models/camonly/export.pkl models/texroll/export.pkl 0.65 # texroll 65%, camonly 35%
+blend wtrc export.pkl models/trc/export.pkl 0.7                      # trc pulled 30% back to the shipped model
+blend ttr models/tex/export.pkl models/texroll/export.pkl 0.5        # tex and texroll, half each
 
 for w in 0.3 0.5 0.7; do
   blend "blend${w/./}" export.pkl models/right/export.pkl "$w"  # right, 30/50/70% of the way from the shipped model
@@ -99,10 +101,10 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model soup3=models/soup3/export.pkl --model wsoup=models/wsoup/export.pkl \
     --model chin=models/chin/export.pkl --model texcam=models/texcam/export.pkl \
     --model tcu=models/tcu/export.pkl --model texroll=models/texroll/export.pkl --model trc=models/trc/export.pkl \
-    --model trc65=models/trc65/export.pkl \
+    --model trc65=models/trc65/export.pkl --model wtrc=models/wtrc/export.pkl --model ttr=models/ttr/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam tcu texroll trc trc65; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam tcu texroll trc trc65 wtrc ttr; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
