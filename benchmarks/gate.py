@@ -224,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="also judge by a rule with a margin (margin_failures): a proposal, printed only; the exit "
                          "status stays the every-condition rule's")
     a = ap.parse_args(argv)
+    if a.margin is not None and a.margin < 0:
+        ap.error("--margin is a number of photos, 0 or more")
     try:
         verdicts = read_verdicts(a.csv)
         rows = compare(verdicts, a.base, a.candidate)
