@@ -138,3 +138,10 @@ def test_a_margin_forgives_a_few_photos_of_a_class_but_not_a_pooled_shift(gate, 
         f"with_mask pooled 0 gained / 7 lost (p {gate.mcnemar_p(0, 7):.2g})"]
     assert gate.main([str(tmp_path / "spread.csv"), "--candidate", "retrain", "--margin", "8"]) == 1
     assert "retrain fails (with_mask pooled 0 gained / 7 lost" in capsys.readouterr().out
+
+
+def test_a_negative_margin_is_refused(gate, tmp_path, capsys):
+    path = write(tmp_path / "p.csv", verdicts("shipped", "blur", [True]) + verdicts("retrain", "blur", [True]))
+    with pytest.raises(SystemExit) as e:
+        gate.main([str(path), "--candidate", "retrain", "--margin", "-1"])
+    assert e.value.code == 2 and "--margin is a number of photos" in capsys.readouterr().err
