@@ -46,8 +46,12 @@ class TrainConfig:
                                    "data", flag="--crop-cache", type=Path)
     valid_pct: float = _opt(0.15, "share of photos held out for validation, by a seeded hash of each name", "data",
                             flag="--valid-pct", type=float)
-    seed: int = _opt(42, "seed of the validation split and of training's random state", "data", flag="--seed",
-                     type=int)
+    seed: int = _opt(42, "seed of the validation split, and of training's random state unless --train-seed",
+                     "data", flag="--seed", type=int)
+    train_seed: int | None = _opt(None, "seed of training's random state alone (the new head's weights, shuffling, "
+                                  "augmentation draws; default: --seed): a second run with another --train-seed "
+                                  "keeps the validation photos, so it measures how far a retrain moves by chance",
+                                  "data", flag="--train-seed", type=int)
     size: int = _opt(128, "image size in pixels", "data", flag="--size", type=int)
     align: bool = _opt(True, "turn each face upright (its eye line level) before cropping, where its landmarks are "
                        "trusted; the model is then served aligned faces too. --no-align: crop faces as detected",

@@ -646,6 +646,8 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
     if photos is not None:
         training.update(seed=photos.seed, valid_pct=photos.valid_pct,
                         split="sha256 of label/name, seeded (data.is_valid_item)")
+    if "train_seed" in record:  # set by `selfiemask train`; a notebook seeds (or not) in its own cells
+        training["train_seed"] = record["train_seed"]
         trained_on = list_labelled_images(photos.folder, photos.classes)
         card["data"] = {"source_dir": str(photos.source), **fingerprint(photos.source, photos.sources),
                         "trained_on": fingerprint(photos.folder, trained_on),
@@ -784,7 +786,8 @@ def train(cfg: TrainConfig) -> dict:
     dist.setup(cfg.distributed)  # joins the launcher's process group, or refuses a launch without the flag
     out = Path(cfg.out)
     photos = face_crops(cfg.data_dir, cfg.crops, cfg.crop_cache, cfg.classes, cfg.valid_pct, cfg.seed, cfg.align)
-    set_seed(cfg.seed)
+    train_seed = cfg.seed if cfg.train_seed is None else cfg.train_seed  # --seed alone also moves the split
+    set_seed(train_seed)
     bs = batch_size(photos, cfg.bs)
     dblock = make_datablock(cfg.size, cfg.classes, cfg.valid_pct, cfg.seed, cfg.occlude_p, cfg.camera_p,
                             cfg.turn_p, clean_view=cfg.distill_clean, roll_p=cfg.roll_p, edge_p=cfg.edge_p,
@@ -808,6 +811,7 @@ def train(cfg: TrainConfig) -> dict:
         learn.add_cb(teacher)
         learn.model_card.record["distillation"] = teacher.info
     learn.model_card.record["notes"] = cfg.notes
+    learn.model_card.record["train_seed"] = train_seed
     saved = learn.save_each_epoch.saved() if cfg.resume else {}
     lr = saved.get("lr_used") or cfg.lr  # a resumed run trains at the rate it started with
     estimate_time(learn, cfg.epochs, fine_tune=start.pretrained, lr_find=lr is None)

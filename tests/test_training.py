@@ -319,3 +319,35 @@ def test_a_new_class_starts_from_the_shipped_model_but_its_last_layer(tmp_path, 
     assert start[last].shape[0] == 3 and shipped[last].shape[0] == 2
     kept = [k for k in start if k.startswith("1.") and k not in (last, last.replace("weight", "bias"))]
     assert kept and all(torch.equal(start[k], shipped[k]) for k in kept)
+
+
+def test_a_train_seed_moves_the_training_but_not_the_validation_photos(tmp_path):
+    """A second seed of one recipe measures retrain noise only if both runs are judged on the same photos:
+    ``--seed`` moves the split, ``--train-seed`` moves only training's random state."""
+    import torch
+    from fastai.callback.core import Callback
+    from fastai.learner import load_learner
+
+    data = make_dataset(tmp_path / "d", per_class=16, size=32)
+
+    class ValidationPhotos(Callback):
+        def before_fit(self):
+            self.items = sorted(map(str, self.learn.dls.valid_ds.items))
+
+    def run(name: str, **seeds) -> tuple[list[str], list, dict]:
+        seen = ValidationPhotos()
+        card = train(TrainConfig(data_dir=data, out=tmp_path / name / "export.pkl", epochs=1, size=32, bs=8,
+                                 lr=1e-3, pretrained=False, crops=False, engines=False, num_workers=0,
+                                 callbacks=[seen], **seeds))
+        weights = [p.detach().clone() for p in load_learner(tmp_path / name / "export.pkl").model.parameters()]
+        return seen.items, weights, card
+
+    valid_a, weights_a, card_a = run("a", seed=42)
+    valid_b, weights_b, card_b = run("b", seed=42, train_seed=7)
+    valid_c, weights_c, _ = run("c", seed=42, train_seed=42)
+    assert valid_a == valid_b == valid_c  # (that --seed moves the split: test_split_is_seeded_stable...)
+    assert not all(torch.equal(x, y) for x, y in zip(weights_a, weights_b, strict=True))
+    # No --train-seed is --seed: a run made before the flag existed is the same run.
+    assert all(torch.equal(x, y) for x, y in zip(weights_a, weights_c, strict=True))
+    assert (card_a["training"]["seed"], card_a["training"]["train_seed"]) == (42, 42)
+    assert (card_b["training"]["seed"], card_b["training"]["train_seed"]) == (42, 7)
