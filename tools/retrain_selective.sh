@@ -20,6 +20,7 @@
 #               textured) and flat fill beyond a photo's edge on 15% of crops (--edge-p 0.15)
 #        unlit: clean's recipe with the flat hand never brightened (--hand unlit), the same edges, and 10% of
 #               crops rolled up to 60 degrees with flat corners (--roll-p 0.1 --roll-fill flat)
+#        tex7:  tex's recipe with --train-seed 7: the same validation photos, another draw of everything else
 #        chin:  tex's recipe with the hand on half the masked faces low over the chin, the mask showing above
 #               it (--masked-hand chin)
 #   3. "right" blended with the shipped model, 30/50/70% of the way (a few minutes each, graphs included);
@@ -66,6 +67,9 @@ train chin --distill-alpha 0.7 --occlude-p 0.15 --hand textured --masked-hand ch
   --distill-clean  # tex's recipe, the hand on half the masked faces low over the chin
 train texroll --distill-alpha 0.7 --occlude-p 0.15 --hand textured --edge-p 0.15 --roll-p 0.1 --roll-fill flat \
   --camera-p 0.2 --distill-clean  # tex's recipe with unlit's flat-padded rolls
+# tex's recipe again with another seed of training alone (the validation photos stay): the retrain's own noise
+train tex7 --distill-alpha 0.7 --occlude-p 0.15 --hand textured --edge-p 0.15 --camera-p 0.2 --distill-clean \
+  --train-seed 7
 UNALIGNED=data/cache/crops/train-retina
 step "face crops as the shipped model was trained on them, not turned upright -> $UNALIGNED"
 $PY -c "from selfiemask.crops import CropSettings, crop_folder; print(crop_folder('$SRC', '$UNALIGNED', settings=CropSettings(align=False), progress=False))"
@@ -86,6 +90,7 @@ blend trc models/texroll/export.pkl models/camonly/export.pkl 0.5    # texroll a
 blend trc65 models/camonly/export.pkl models/texroll/export.pkl 0.65 # texroll 65%, camonly 35%
 blend wtrc export.pkl models/trc/export.pkl 0.7                      # trc pulled 30% back to the shipped model
 blend ttr models/tex/export.pkl models/texroll/export.pkl 0.5        # tex and texroll, half each
+blend tex2s models/tex/export.pkl models/tex7/export.pkl 0.5         # tex's two seeds, half each
 
 for w in 0.3 0.5 0.7; do
   blend "blend${w/./}" export.pkl models/right/export.pkl "$w"  # right, 30/50/70% of the way from the shipped model
@@ -102,9 +107,10 @@ $PY benchmarks/conditions.py "$SRC" --model shipped=export.pkl --model right=mod
     --model chin=models/chin/export.pkl --model texcam=models/texcam/export.pkl \
     --model tcu=models/tcu/export.pkl --model texroll=models/texroll/export.pkl --model trc=models/trc/export.pkl \
     --model trc65=models/trc65/export.pkl --model wtrc=models/wtrc/export.pkl --model ttr=models/ttr/export.pkl \
+    --model tex7=models/tex7/export.pkl --model tex2s=models/tex2s/export.pkl \
     --orient both --detections models/bench/detections.json --photos-csv models/bench/selective.csv \
     --json models/bench/selective.json
-for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam tcu texroll trc trc65 wtrc ttr; do
+for m in right b03 b05 b07 turn r3 slow clean roll clean9 unal camonly tex unlit soup soup3 wsoup chin texcam tcu texroll trc trc65 wtrc ttr tex7 tex2s; do
   step "the every-condition rule: $m against the shipped model"
   $PY benchmarks/gate.py models/bench/selective.csv --base shipped --candidate "$m" || true  # 1: worse somewhere
 done
