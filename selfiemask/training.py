@@ -644,10 +644,9 @@ def _card(learn, out: Path, digest: str, metrics: dict, record: dict, photos: Tr
             "start": start["kind"], "training": training, "validation": metrics,
             "versions": {"python": platform.python_version(), "torch": torch.__version__, "fastai": fastai_version}}
     if photos is not None:
-        training.update(seed=photos.seed, valid_pct=photos.valid_pct,
+        # train_seed: set by `selfiemask train`; None from a notebook, which seeds (or not) in its own cells
+        training.update(seed=photos.seed, train_seed=record.get("train_seed"), valid_pct=photos.valid_pct,
                         split="sha256 of label/name, seeded (data.is_valid_item)")
-    if "train_seed" in record:  # set by `selfiemask train`; a notebook seeds (or not) in its own cells
-        training["train_seed"] = record["train_seed"]
         trained_on = list_labelled_images(photos.folder, photos.classes)
         card["data"] = {"source_dir": str(photos.source), **fingerprint(photos.source, photos.sources),
                         "trained_on": fingerprint(photos.folder, trained_on),
