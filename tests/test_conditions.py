@@ -216,6 +216,35 @@ def test_masked_hand_chin_puts_half_the_masked_hands_below_the_mouth_and_leaves_
         OccludeFaces(masked_hand="cheek")
 
 
+def test_a_seeded_hand_is_drawn_in_the_order_earlier_runs_drew_it():
+    """A seeded recipe is the same run only while its random draws come in the same order: the shift, three
+    jitters, whether to draw the hand, its angle, its scale, its texture, then the sunglasses. The order was
+    once swapped (scale before angle), and *tex* run again at its seed became another model (docs/accuracy.md)."""
+    import random
+
+    from fastai.vision.core import PILImage
+
+    from selfiemask.augment import OccludeFaces, hand_over_mouth, sunglasses
+
+    crop = PILImage.create(np.full((140, 140, 3), 200, np.uint8))
+    for hand in ("flat", "textured"):
+        for label in (0, 1):  # masked: the hand on the forehead; unmasked: over the mouth
+            occlude = OccludeFaces(p=1.0, unmasked=1, seed=11, hand=hand)
+            r = random.Random(11)
+            shift = r.randint(-25, 10)
+            jitter = tuple(shift + r.randint(-5, 5) for _ in range(3))
+            r.random()  # the hand is drawn (p 1)
+            angle, scale = r.uniform(-35, 35), r.uniform(0.8, 1.25)
+            texture = r.randrange(2**31) if hand == "textured" else None
+            k = crop.width / (1 + 2 * occlude.margin)
+            box = (occlude.margin * k, occlude.margin * k, occlude.margin * k + k, occlude.margin * k + k)
+            want = hand_over_mouth(crop.convert("RGB"), box, jitter=jitter, offset=1.7 if label == 0 else 0.0,
+                                   angle=angle, scale=scale, texture_seed=texture)
+            r.random()  # the sunglasses are drawn (p 1)
+            want = sunglasses(want, box, shade=r.randint(10, 50))
+            assert np.array_equal(_arr(occlude((crop, label), split_idx=0)[0]), np.asarray(want)), (hand, label)
+
+
 def test_phone_conditions_camera_is_off_unless_asked(photo):
     from fastai.vision.core import PILImage
 
